@@ -1,0 +1,204 @@
+"""The event vocabulary: one small typed class per event type.
+
+An event is what happened (its payload); the envelope says where (run, recipe, task, stage,
+attempt, parent). Long texts named in ``blob_fields`` are stored once in the ``blobs`` table and
+the payload keeps their hash under ``<field>_blob``; ``messages`` keep each content as a blob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .hashing import content_hash, utc_now, uuid7
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_type: ClassVar[str]
+    blob_fields: ClassVar[tuple[str, ...]] = ()
+
+
+# Runs -------------------------------------------------------------------------------------------
+class RunStarted(Event):
+    event_type = "run_started"
+    command: str
+    config: dict[str, Any]
+    code_version: str
+    prompt_hashes: dict[str, str] = {}
+
+
+class RunFinished(Event):
+    event_type = "run_finished"
+    status: str  # completed | interrupted | failed | budget_exhausted
+    counts: dict[str, int] = {}
+    message: str | None = None
+
+
+class SourceSkipped(Event):
+    """A source record that never became a task (blank, malformed, or unusable), with the reason."""
+
+    event_type = "source_skipped"
+    source_id: str
+    reason: str
+    detail: str | None = None
+
+
+# Tasks ------------------------------------------------------------------------------------------
+class TaskStarted(Event):
+    event_type = "task_started"
+    source_id: str
+    source_record: str
+    blob_fields = ("source_record",)
+
+
+class LLMRequest(Event):
+    event_type = "llm_request"
+    backend: str
+    base_url: str | None
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, str]]
+    response_schema: dict[str, Any] | None = None
+    request_hash: str
+    prompt_template: str | None = None
+    prompt_template_hash: str | None = None
+
+
+class LLMResponse(Event):
+    event_type = "llm_response"
+    request_hash: str
+    raw_output: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float
+    finish_reason: str | None = None
+    cost_usd: float | None = None
+    model_reported: str | None = None
+    blob_fields = ("raw_output",)
+
+
+class LLMError(Event):
+    event_type = "llm_error"
+    kind: str  # rate_limited | server_error | timeout | connection | bad_response | client_error
+    status: int | None = None
+    retry_number: int
+    message: str
+    retry_after_s: float | None = None
+    will_retry: bool
+
+
+class CacheReplay(Event):
+    """A request answered from an earlier response in the log instead of the network."""
+
+    event_type = "cache_replay"
+    request_hash: str
+    replayed_event_id: str
+    raw_output: str
+    blob_fields = ("raw_output",)
+
+
+class ParseFailed(Event):
+    event_type = "parse_failed"
+    errors: list[str]
+
+
+class ValidationVerdict(Event):
+    event_type = "validation_verdict"
+    passed: bool
+    errors: list[str] = []
+    metrics: dict[str, Any] = {}
+
+
+class RepairRequested(Event):
+    event_type = "repair_requested"
+    repair_attempt: int
+    errors: list[str]
+
+
+class SampleAccepted(Event):
+    event_type = "sample_accepted"
+    sample_id: str
+    content_hash: str
+    sample: str  # the sample as canonical JSON
+    label: str | None = None
+    blob_fields = ("sample",)
+
+
+class SampleRejected(Event):
+    event_type = "sample_rejected"
+    reason: str
+    errors: list[str] = []
+    fallback_sample: str | None = None
+    blob_fields = ("fallback_sample",)
+
+
+class TaskFailed(Event):
+    """Transport failures outlasted the retries: the task is not finished, so resume redoes it."""
+
+    event_type = "task_failed"
+    reason: str
+    message: str = ""
+
+
+class ReviewVerdict(Event):
+    """A person's QA decision on a sample; a reject removes it from the dataset views."""
+
+    event_type = "review_verdict"
+    sample_id: str
+    verdict: str  # accept | reject
+    reviewer: str
+    note: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls for cls in Event.__subclasses__() if hasattr(cls, "event_type")
+}
+
+
+@dataclass
+class Envelope:
+    """Where an event belongs. Blank fields are fine for run-level events."""
+
+    run_id: str | None = None
+    recipe: str | None = None
+    task_key: str | None = None
+    stage: str | None = None
+    attempt: int | None = None
+    parent_event_id: str | None = None
+
+
+@dataclass
+class EventRecord:
+    """An event ready for the writer: its row fields plus the blob texts it references."""
+
+    event_type: str
+    payload: dict[str, Any]
+    envelope: Envelope
+    event_id: str = field(default_factory=uuid7)
+    created_utc: str = field(default_factory=utc_now)
+    blobs: dict[str, str] = field(default_factory=dict)
+
+
+def make_record(event: Event, envelope: Envelope) -> EventRecord:
+    """Turn a typed event into a row, moving long texts into content-addressed blobs."""
+    payload = event.model_dump(mode="json")
+    blobs: dict[str, str] = {}
+    for name in event.blob_fields:
+        text = payload.pop(name)
+        if text is None:
+            payload[f"{name}_blob"] = None
+            continue
+        digest = content_hash(text)
+        blobs[digest] = text
+        payload[f"{name}_blob"] = digest
+    if "messages" in payload:
+        stored = []
+        for message in payload["messages"]:
+            digest = content_hash(message["content"])
+            blobs[digest] = message["content"]
+            stored.append({"role": message["role"], "content_blob": digest})
+        payload["messages"] = stored
+    return EventRecord(event.event_type, payload, envelope, blobs=blobs)

@@ -1,0 +1,49 @@
+"""Canonical JSON, tagged content hashes and time-ordered ids: the encodings the log relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+HASH_TAG = "b2:"
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(text: str | bytes) -> str:
+    """A tagged BLAKE2b-256 hash, e.g. ``b2:3f…``; the tag lets the algorithm change later."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return HASH_TAG + hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def json_hash(value: Any) -> str:
+    return content_hash(canonical_json(value))
+
+
+def short_hash(text: str, length: int = 16) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:length]
+
+
+def uuid7() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds then randomness, so ids sort by time."""
+    unix_ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (unix_ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def utc_now() -> str:
+    """UTC timestamp with microseconds, ISO 8601 with a ``Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,38 @@
+"""The recipes, by name. Each is imported only when used, so one recipe's dependencies never
+slow another's start."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Recipe, Skip, SourceError, Stage, StageRejected, Task
+
+RECIPES: dict[str, str] = {
+    "consult": "medstore.recipes.consult:ConsultRecipe",
+}
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "Skip",
+    "SourceError",
+    "Stage",
+    "StageRejected",
+    "Task",
+    "get_recipe",
+]
+
+
+class UnknownRecipe(KeyError):
+    pass
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    try:
+        target = RECIPES[name]
+    except KeyError:
+        raise UnknownRecipe(
+            f"unknown recipe {name!r}: expected one of {', '.join(sorted(RECIPES))}"
+        ) from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)

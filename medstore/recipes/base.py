@@ -1,0 +1,115 @@
+"""What a recipe declares: its source, task keys, stages (prompt, schema, validators), samples.
+
+The runner does the rest, the same way for every recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from ..prompts import PromptTemplate, load_template
+
+if TYPE_CHECKING:
+    from ..runner import TaskContext
+
+# A validator looks at a stage's parsed output (and the stage's variables) and lists problems.
+Validator = Callable[[Any, dict[str, Any]], list[str]]
+
+
+class SourceError(Exception):
+    """The source cannot be read (missing file, wrong format): one line naming file and field."""
+
+
+class StageRejected(Exception):
+    """A stage output still invalid after every repair: the task is rejected with a reason."""
+
+    def __init__(
+        self, reason: str, errors: Sequence[str] = (), fallback: dict | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = list(errors)
+        self.fallback = fallback
+
+
+@dataclass
+class Task:
+    key: str
+    source_id: str
+    record: dict[str, Any]
+
+
+@dataclass
+class Skip:
+    """A source record that will not become a task, and why (counted in status)."""
+
+    source_id: str
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class Stage:
+    """One LLM call: its prompt template, parameters, output schema and checks."""
+
+    name: str
+    prompt: str
+    temperature: float
+    schema: type[BaseModel] | None = None
+    max_tokens: int = 1024
+    validators: Sequence[Validator] = field(default_factory=tuple)
+    max_repairs: int = 2
+
+    @property
+    def template(self) -> PromptTemplate:
+        return load_template(self.prompt)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        return self.schema.model_json_schema() if self.schema else None
+
+
+class Recipe:
+    """Subclasses set the class attributes and implement ``read_source`` and ``run``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    stages: ClassVar[Sequence[Stage]] = ()
+    # Fields left out of the content hash, so re-running unchanged work dedups.
+    volatile_fields: ClassVar[tuple[str, ...]] = ()
+    # A recipe may send source data only to loopback backends unless the user allows a host.
+    credentialed_source: ClassVar[bool] = False
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options = options or {}
+
+    def task_key(self, source_id: str, *parts: str) -> str:
+        """Deterministic: recipe + source record id (+ variant) + recipe version."""
+        return ":".join([self.name, source_id, *parts, f"v{self.version}"])
+
+    def default_source(self) -> str | None:
+        """The source used when --source is not given."""
+        return None
+
+    def read_source(self, source: str | None) -> Iterator[Task | Skip]:
+        raise NotImplementedError
+
+    async def run(self, task: Task, ctx: TaskContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def label(self, sample: dict[str, Any]) -> str | None:
+        return None
+
+    def prompt_hashes(self) -> dict[str, str]:
+        templates = {stage.prompt for stage in self.stages} | {"common/repair"}
+        return {name: load_template(name).hash for name in sorted(templates)}
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)

@@ -1,0 +1,220 @@
+"""Recipe `consult`: scenario seed → patient profile → dialogue → expert reasoning → expert JSON.
+
+Replaces the "Medical CoT Dataset Generator" script. Every JSON stage is a pydantic model;
+ICD-10-CM codes are checked against the real code list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..hashing import utc_now
+from ..quality import validation_errors
+from ..resources import resource_dir
+from .base import Recipe, SourceError, Stage, Task
+
+ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
+
+
+class Scenario(BaseModel):
+    """One seed of data/scenarios.json."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1)
+    specialty: str
+    age: int = Field(ge=0, le=120)
+    sex: Literal["male", "female"]
+    symptoms: list[str] = Field(min_length=1)
+    risk_factors: list[str] = []
+    background: str = ""
+
+
+class VitalSigns(BaseModel):
+    heart_rate: str
+    blood_pressure: str
+    respiratory_rate: str
+    temperature: str
+    oxygen_saturation: str
+
+
+class PatientProfile(BaseModel):
+    name: str = Field(min_length=1)
+    age: int = Field(ge=0, le=120)
+    sex: Literal["male", "female"]
+    chief_complaint: str = Field(min_length=3)
+    symptoms: list[str] = Field(min_length=1)
+    past_medical_history: list[str]
+    medications: list[str]
+    allergies: list[str]
+    risk_factors: list[str]
+    social_history: str
+    vital_signs: VitalSigns
+
+
+class Turn(BaseModel):
+    speaker: Literal["doctor", "patient"]
+    text: str = Field(min_length=1)
+
+
+class Dialogue(BaseModel):
+    turns: list[Turn] = Field(min_length=4)
+
+
+class Diagnosis(BaseModel):
+    condition: str = Field(min_length=2)
+    icd10_code: str = Field(pattern=ICD10_PATTERN)
+    likelihood: Literal["high", "moderate", "low"]
+    rationale: str = Field(min_length=3)
+
+
+class RiskAssessment(BaseModel):
+    level: Literal["low", "moderate", "high", "critical"]
+    factors: list[str] = Field(min_length=1)
+
+
+class ExpertOutput(BaseModel):
+    differential_diagnosis: list[Diagnosis] = Field(min_length=1, max_length=6)
+    risk_assessment: RiskAssessment
+    investigations: list[str] = Field(min_length=1)
+    treatment_plan: list[str] = Field(min_length=1)
+    red_flags: list[str]
+
+
+def profile_matches_scenario(profile: PatientProfile, variables: dict[str, Any]) -> list[str]:
+    errors = []
+    if profile.sex != variables["sex"]:
+        errors.append(f"sex: the scenario's patient is {variables['sex']}, not {profile.sex}")
+    if abs(profile.age - variables["age"]) > 1:
+        errors.append(f"age: the scenario's patient is {variables['age']}, not {profile.age}")
+    return errors
+
+
+def dialogue_has_both_speakers(dialogue: Dialogue, variables: dict[str, Any]) -> list[str]:
+    speakers = {turn.speaker for turn in dialogue.turns}
+    missing = {"doctor", "patient"} - speakers
+    return [f"turns: no turn by the {who}" for who in sorted(missing)]
+
+
+def reasoning_is_substantial(text: str, variables: dict[str, Any]) -> list[str]:
+    words = len(text.split())
+    return [] if words >= 40 else [f"the reasoning has {words} words; write at least 40"]
+
+
+def icd10_codes_exist(output: ExpertOutput, variables: dict[str, Any]) -> list[str]:
+    import simple_icd_10_cm as icd
+
+    return [
+        f"differential_diagnosis.{i}.icd10_code: {item.icd10_code!r} is not an ICD-10-CM code"
+        for i, item in enumerate(output.differential_diagnosis)
+        if not icd.is_valid_item(item.icd10_code)
+    ]
+
+
+class ConsultRecipe(Recipe):
+    name = "consult"
+    version = "1"
+    description = (
+        "Clinical consultations with expert chain-of-thought and structured diagnosis JSON"
+    )
+    volatile_fields = ("created_at",)
+    stages = (
+        Stage(
+            "profile",
+            "consult/profile",
+            0.70,
+            PatientProfile,
+            500,
+            validators=(profile_matches_scenario,),
+        ),
+        Stage(
+            "dialogue",
+            "consult/dialogue",
+            0.55,
+            Dialogue,
+            900,
+            validators=(dialogue_has_both_speakers,),
+        ),
+        Stage(
+            "reasoning",
+            "consult/reasoning",
+            0.50,
+            None,
+            700,
+            validators=(reasoning_is_substantial,),
+        ),
+        Stage("expert", "consult/expert", 0.30, ExpertOutput, 800, validators=(icd10_codes_exist,)),
+    )
+
+    def default_source(self) -> str:
+        return str(resource_dir("data") / "scenarios.json")
+
+    def read_source(self, source: str | None) -> Iterator[Task]:
+        path = Path(source or self.default_source())
+        for index, scenario in enumerate(load_scenarios(path)):
+            yield Task(
+                self.task_key(scenario.id), scenario.id, {"index": index, **scenario.model_dump()}
+            )
+
+    async def run(self, task: Task, ctx: Any) -> dict[str, Any]:
+        scenario = task.record
+        profile = await ctx.generate(
+            self.stage("profile"),
+            {
+                "scenario": {k: v for k, v in scenario.items() if k != "index"},
+                "age": scenario["age"],
+                "sex": scenario["sex"],
+            },
+        )
+        profile_json = profile.model_dump()
+        dialogue = await ctx.generate(self.stage("dialogue"), {"profile": profile_json})
+        turns = [turn.model_dump() for turn in dialogue.turns]
+        transcript = "\n".join(f"{t['speaker'].title()}: {t['text']}" for t in turns)
+        reasoning = await ctx.generate(
+            self.stage("reasoning"), {"profile": profile_json, "dialogue": transcript}
+        )
+        expert = await ctx.generate(
+            self.stage("expert"), {"profile": profile_json, "reasoning": reasoning}
+        )
+        return {
+            "case_id": task.source_id,
+            "specialty": scenario["specialty"],
+            "patient_profile": profile_json,
+            "dialogue": turns,
+            "expert_output_text": reasoning.strip(),
+            "expert_output_json": expert.model_dump(),
+            "created_at": utc_now(),
+        }
+
+    def label(self, sample: dict[str, Any]) -> str | None:
+        return sample["expert_output_json"]["risk_assessment"]["level"]
+
+
+def load_scenarios(path: Path) -> list[Scenario]:
+    """Read and check a scenarios file; any problem is one SourceError naming file and field."""
+    if not path.exists():
+        raise SourceError(f"{path}: no such scenarios file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(raw, list):
+        raise SourceError(f"{path}: expected a JSON array of scenario objects")
+    scenarios = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        try:
+            scenario = Scenario.model_validate(item)
+        except ValidationError as exc:
+            raise SourceError(f"{path}: scenario [{index}]: {validation_errors(exc)[0]}") from exc
+        if scenario.id in seen:
+            raise SourceError(f"{path}: scenario [{index}]: id {scenario.id!r} is used twice")
+        seen.add(scenario.id)
+        scenarios.append(scenario)
+    return scenarios

@@ -1,0 +1,22 @@
+-- provenance: for every accepted sample, every event of its task in order: source record,
+-- prompts, raw outputs, errors, repairs, verdicts, the acceptance, and later reviews.
+CREATE VIEW provenance AS
+SELECT
+    s.sample_id,
+    e.id,
+    e.event_id,
+    e.run_id,
+    e.recipe,
+    e.task_key,
+    e.stage,
+    e.attempt,
+    e.event_type,
+    e.parent_event_id,
+    e.created_utc,
+    e.payload_json
+FROM (
+    SELECT DISTINCT json_extract(payload_json, '$.sample_id') AS sample_id, recipe, task_key
+    FROM events
+    WHERE event_type = 'sample_accepted'
+) s
+JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key;
