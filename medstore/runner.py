@@ -322,7 +322,8 @@ class Runner:
 
     async def run(self, source: str | None) -> RunResult:
         tasks, skips, todo = self.plan(source)
-        await self.backend.preflight()
+        if todo:  # a finished run needs no server
+            await self.backend.preflight()
         self.writer = self.warehouse.writer()
         envelope = Envelope(self.run_id, self.recipe.name)
         self.writer.submit(
