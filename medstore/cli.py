@@ -292,6 +292,44 @@ def provenance(sample_id: str, db_path: str | None, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.option("--recipe", "recipe_name", required=True, help="Recipe to report on.")
+@db_option
+@json_option
+def report(recipe_name: str, db_path: str | None, as_json: bool) -> None:
+    """Quality figures for one recipe's data: states, labels, rejection reasons, and its own.
+
+    \b
+    Example:
+        python cli.py report --recipe medec-safe
+        python cli.py report --recipe hierarchical --json
+    """
+    try:
+        recipe = get_recipe(recipe_name)()
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from exc
+    with open_warehouse(db_path, must_exist=True) as warehouse:
+        figures = recipe.report(warehouse)
+    echo_json(figures) if as_json else click.echo(render_tree(figures))
+
+
+def render_tree(value: Any, indent: int = 0) -> str:
+    """Nested dicts and lists as an indented listing."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:")
+                lines.append(render_tree(item, indent + 1))
+            else:
+                lines.append(f"{pad}{key}: {item}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return "\n".join(f"{pad}- {item}" for item in value)
+    return f"{pad}{value}"
+
+
+@cli.command(context_settings=CONTEXT)
 @db_option
 @json_option
 def verify(db_path: str | None, as_json: bool) -> None:
@@ -326,3 +364,20 @@ def verify(db_path: str | None, as_json: bool) -> None:
         click.echo(f"FAILED: {len(report.problems)} problem(s) in {path}", err=True)
     if not report.ok:
         sys.exit(1)
+
+
+def register_command_modules() -> None:
+    """Commands of larger areas (export, train, serve, mimic, ...) live in medstore/commands/;
+    each module lists its click commands in ``COMMANDS``."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+register_command_modules()

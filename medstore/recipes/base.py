@@ -83,6 +83,12 @@ class Recipe:
     volatile_fields: ClassVar[tuple[str, ...]] = ()
     # A recipe may send source data only to loopback backends unless the user allows a host.
     credentialed_source: ClassVar[bool] = False
+    # Extra `run` options this recipe reads from self.options (click.Option objects).
+    cli_options: ClassVar[Sequence[Any]] = ()
+    # The SQL view the exporter reads (same columns as `samples`), e.g. a balanced view.
+    dataset_view: ClassVar[str] = "samples"
+    # Licences and attributions an export of this recipe's data must carry.
+    licences: ClassVar[Sequence[str]] = ()
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.options = options or {}
@@ -104,6 +110,14 @@ class Recipe:
     def label(self, sample: dict[str, Any]) -> str | None:
         return None
 
+    def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
+        """The sample as a chat (system / user / assistant) for supervised fine-tuning."""
+        raise NotImplementedError(f"recipe {self.name} has no chat form")
+
+    def report(self, warehouse: Any) -> dict[str, Any]:
+        """Figures for `cli.py report`: tasks by state, labels, reasons. Recipes add their own."""
+        return generic_report(warehouse, self.name)
+
     def prompt_hashes(self) -> dict[str, str]:
         templates = {stage.prompt for stage in self.stages} | {"common/repair"}
         return {name: load_template(name).hash for name in sorted(templates)}
@@ -113,3 +127,25 @@ class Recipe:
             if stage.name == name:
                 return stage
         raise KeyError(name)
+
+
+def generic_report(warehouse: Any, recipe: str) -> dict[str, Any]:
+    states = warehouse.query(
+        "SELECT state, count(*) AS n FROM task_state WHERE recipe = ? GROUP BY state", (recipe,)
+    )
+    labels = warehouse.query(
+        "SELECT coalesce(label, '(none)') AS label, count(*) AS n FROM samples WHERE recipe = ?"
+        " GROUP BY 1 ORDER BY 1",
+        (recipe,),
+    )
+    reasons = warehouse.query(
+        "SELECT reason, count(*) AS n FROM task_state WHERE recipe = ? AND state IN"
+        " ('rejected', 'failed') GROUP BY reason ORDER BY n DESC",
+        (recipe,),
+    )
+    return {
+        "recipe": recipe,
+        "tasks": {row["state"]: row["n"] for row in states},
+        "labels": {row["label"]: row["n"] for row in labels},
+        "rejection_reasons": {row["reason"]: row["n"] for row in reasons},
+    }

@@ -18,6 +18,11 @@ from ..quality import validation_errors
 from ..resources import resource_dir
 from .base import Recipe, SourceError, Stage, Task
 
+CHAT_SYSTEM_PROMPT = (
+    "You are a careful clinician. Reason step by step about the case, then give a structured "
+    "assessment as JSON: differential diagnosis with ICD-10-CM codes, risk, investigations, "
+    "treatment plan and red flags."
+)
 ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
 
 
@@ -192,6 +197,24 @@ class ConsultRecipe(Recipe):
 
     def label(self, sample: dict[str, Any]) -> str | None:
         return sample["expert_output_json"]["risk_assessment"]["level"]
+
+    def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
+        """Dialogue in, reasoning (as a think block) plus the structured assessment out."""
+        transcript = "\n".join(f"{t['speaker'].title()}: {t['text']}" for t in sample["dialogue"])
+        answer = json.dumps(sample["expert_output_json"], indent=2, ensure_ascii=False)
+        return [
+            {"role": "system", "content": CHAT_SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": f"Patient profile:\n"
+                f"{json.dumps(sample['patient_profile'], indent=2, ensure_ascii=False)}\n\n"
+                f"Consultation:\n{transcript}",
+            },
+            {
+                "role": "assistant",
+                "content": f"<think>\n{sample['expert_output_text']}\n</think>\n\n{answer}",
+            },
+        ]
 
 
 def load_scenarios(path: Path) -> list[Scenario]:

@@ -1,0 +1,1 @@
+"""CLI commands by area; medstore.cli adds every command a module lists in COMMANDS."""
