@@ -87,6 +87,8 @@ class Recipe:
     cli_options: ClassVar[Sequence[Any]] = ()
     # The SQL view the exporter reads (same columns as `samples`), e.g. a balanced view.
     dataset_view: ClassVar[str] = "samples"
+    # A view of extra rows `export --include-fallbacks` adds (same columns), e.g. kept originals.
+    fallback_view: ClassVar[str | None] = None
     # Licences and attributions an export of this recipe's data must carry.
     licences: ClassVar[Sequence[str]] = ()
 
