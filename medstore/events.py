@@ -153,6 +153,80 @@ class ReviewVerdict(Event):
     note: str = ""
 
 
+# Exports, training and evaluation ----------------------------------------------------------------
+class ExportWritten(Event):
+    """A dataset written to disk. ``sample_ids`` (a JSON list, stored once as a blob) lets the
+    ``sample_exports`` view list every export a sample went into."""
+
+    event_type = "export_written"
+    export_id: str  # derived from the exported content: same data, same id
+    recipe: str
+    format: str  # jsonl | arrow | parquet
+    out_dir: str
+    view: str
+    include_fallbacks: bool
+    split_ratio: float
+    counts: dict[str, int]
+    manifest_hash: str
+    data_hash: str
+    sample_ids_hash: str
+    sample_ids: str
+    blob_fields = ("sample_ids",)
+
+
+class TrainingStarted(Event):
+    event_type = "training_started"
+    training_run_id: str
+    base_model: str
+    weights_hash: str | None = None
+    method: str  # lora | full
+    config: dict[str, Any]
+    data_dir: str
+    data_fingerprint: str
+    export_id: str | None = None
+    export_manifest_hash: str | None = None
+    examples: dict[str, int] = {}
+    code_version: str
+
+
+class TrainingLogged(Event):
+    """One logging step of a training run (train loss) or an evaluation (eval loss)."""
+
+    event_type = "training_logged"
+    training_run_id: str
+    step: int
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    eval_loss: float | None = None
+    grad_norm: float | None = None
+
+
+class TrainingFinished(Event):
+    event_type = "training_finished"
+    training_run_id: str
+    status: str  # completed | failed | interrupted
+    out_dir: str | None = None
+    artefacts: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    training_manifest_hash: str | None = None
+    message: str | None = None
+
+
+class EvalResult(Event):
+    event_type = "eval_result"
+    eval_id: str
+    task: str  # medec-detect | structure | json-validity
+    model: str  # what was evaluated: an output folder, a hub id or "bundled"
+    role: str  # base | trained
+    base_model: str | None = None
+    training_run_id: str | None = None
+    examples: int
+    metrics: dict[str, float]
+    data: str
+    config: dict[str, Any] = {}
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls for cls in Event.__subclasses__() if hasattr(cls, "event_type")
 }
