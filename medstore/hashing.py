@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,9 +14,12 @@ from typing import Any
 HASH_TAG = "b2:"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(text: str | bytes) -> str:
@@ -32,10 +36,14 @@ def short_hash(text: str, length: int = 16) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:length]
 
 
+# Seeded once from the OS: ids need uniqueness, not secrecy, and os.urandom per id is a syscall.
+_ID_RANDOM = random.Random(os.urandom(32))
+
+
 def uuid7() -> str:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds then randomness, so ids sort by time."""
     unix_ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _ID_RANDOM.getrandbits(80)
     value = (unix_ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64

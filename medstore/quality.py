@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,13 +22,14 @@ def extract_json(text: str) -> Any:
     Strict JSON only; anything else is a ParseError whose message goes into the repair prompt.
     """
     stripped = text.strip()
-    candidates = [stripped]
-    candidates += [match.strip() for match in FENCE.findall(text)]
-    span = outermost_json_span(stripped)
-    if span:
-        candidates.append(span)
+
+    def candidates() -> Iterator[str | None]:  # cheapest first; most outputs are bare JSON
+        yield stripped
+        yield from (match.strip() for match in FENCE.findall(text))
+        yield outermost_json_span(stripped)
+
     last_error: json.JSONDecodeError | None = None
-    for candidate in candidates:
+    for candidate in candidates():
         if not candidate:
             continue
         try:

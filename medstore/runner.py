@@ -218,7 +218,7 @@ class TaskContext:
             stage=stage.name,
             attempt=attempt,
         )
-        if runner.options.use_cache:
+        if runner.options.use_cache and request_hash in runner.answered:
             cached = runner.warehouse.cached_response(request_hash)
             if cached is not None:
                 self.emit(
@@ -282,6 +282,7 @@ class TaskContext:
             attempt=attempt,
             parent=request.event_id,
         )
+        runner.answered.add(request_hash)
         runner.counts["tokens"] += (completion.input_tokens or 0) + (completion.output_tokens or 0)
         runner.cost += cost or 0.0
         return completion.text
@@ -303,6 +304,7 @@ class Runner:
         self.options = options or RunOptions()
         self.run_id = uuid7()
         self.counts: Counter = Counter()
+        self.answered: set[str] = set()
         self.cost = 0.0
         self.writer: BatchWriter
         self._stopping = False
@@ -318,6 +320,9 @@ class Runner:
             tasks = tasks[: self.options.limit]
         finished = self.warehouse.finished_tasks(self.recipe.name)
         todo = [task for task in tasks if task.key not in finished]
+        if self.options.use_cache and todo:
+            # Checked in memory on every call; the log is only read when there is an answer.
+            self.answered = self.warehouse.answered_request_hashes()
         return tasks, skips, todo
 
     async def run(self, source: str | None) -> RunResult:

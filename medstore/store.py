@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import Envelope, Event, EventRecord, make_record
-from .hashing import canonical_json, content_hash
+from .hashing import HASH_TAG, canonical_json, content_hash
 from .migrations import migrate
 from .resources import resource_dir
 
@@ -45,8 +46,14 @@ def default_db_path() -> str:
 
 
 def link_hash(prev_hash: str, row: tuple[Any, ...]) -> str:
-    """One link of the chain: the previous link plus this row's fields, canonically encoded."""
-    return content_hash(prev_hash + "\n" + canonical_json(list(row)))
+    """One link of the chain: the previous link, this row's fields, then its payload JSON.
+
+    The payload (already canonical text) is hashed as is rather than re-encoded inside the list.
+    """
+    *fields, payload_json, created_utc = row
+    header = canonical_json([*fields, created_utc])
+    data = f"{prev_hash}\n{header}\n{payload_json}".encode()
+    return HASH_TAG + hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -303,6 +310,14 @@ class Warehouse:
             "SELECT task_key FROM task_state"
             " WHERE recipe = ? AND state IN ('accepted', 'rejected')",
             (recipe,),
+        )
+        return {row[0] for row in rows}
+
+    def answered_request_hashes(self) -> set[str]:
+        """Hashes of every request the log holds an answer to (read once, from an index)."""
+        rows = self.conn.execute(
+            "SELECT json_extract(payload_json, '$.request_hash') FROM events"
+            " WHERE event_type IN ('llm_response', 'cache_replay')"
         )
         return {row[0] for row in rows}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -69,7 +70,13 @@ class Stage:
         return load_template(self.prompt)
 
     def json_schema(self) -> dict[str, Any] | None:
-        return self.schema.model_json_schema() if self.schema else None
+        return schema_of(self.schema) if self.schema else None
+
+
+@cache
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """JSON schema of a pydantic model, built once (it is asked for on every call)."""
+    return model.model_json_schema()
 
 
 class Recipe:

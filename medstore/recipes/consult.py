@@ -159,6 +159,8 @@ class ConsultRecipe(Recipe):
         return str(resource_dir("data") / "scenarios.json")
 
     def read_source(self, source: str | None) -> Iterator[Task]:
+        import simple_icd_10_cm  # noqa: F401  (loads its code list now, not mid-run)
+
         path = Path(source or self.default_source())
         for index, scenario in enumerate(load_scenarios(path)):
             yield Task(

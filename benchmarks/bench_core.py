@@ -1,0 +1,195 @@
+"""Core benchmark: runner throughput against a slow teacher, and the cost of the event log.
+
+1. `consult` against the fake server (in its own process) with 50 ms latency per request:
+   2,000 requests at concurrency 64. Achieved requests/s ÷ ideal (concurrency ÷ latency).
+2. Appending events in batches (hash chain, blobs) vs. a plain executemany of the same rows.
+
+Run: python benchmarks/bench_core.py [--requests 2000] [--concurrency 64] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from medstore.events import Envelope, LLMResponse, make_record  # noqa: E402
+from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
+from medstore.recipes.consult import ConsultRecipe  # noqa: E402
+from medstore.runner import RetryPolicy, Runner, RunOptions  # noqa: E402
+from medstore.store import Warehouse, append_records, connect  # noqa: E402
+
+SERVER = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from tests.fakeserver import serve
+from tests.teachers import consult_teacher
+with serve(latency_s={latency}) as server:
+    server.set_responder(consult_teacher)
+    print(server.openai_base_url, flush=True)
+    sys.stdin.read()
+"""
+
+
+def write_scenarios(path: Path, n: int) -> None:
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": f"bench-{i:05d}",
+                    "specialty": "cardiology",
+                    "age": 40 + i % 40,
+                    "sex": "male" if i % 2 else "female",
+                    "symptoms": ["chest pain"],
+                    "risk_factors": [],
+                    "background": "Emergency department.",
+                }
+                for i in range(n)
+            ]
+        )
+    )
+
+
+def bench_runner(requests: int, concurrency: int, latency: float) -> dict[str, float]:
+    tasks = requests // 4  # consult makes 4 calls per task
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "scenarios.json"
+        write_scenarios(source, tasks)
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER.format(repo=str(REPO), latency=latency)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        base_url = server.stdout.readline().strip()
+        try:
+            with Warehouse(Path(tmp) / "bench.db") as warehouse:
+                backend = OpenAIBackend("fake-model", base_url, timeout=30)
+                options = RunOptions(
+                    concurrency=concurrency,
+                    progress=False,
+                    retry=RetryPolicy(retries=3, base_delay=0.01),
+                )
+                runner = Runner(warehouse, ConsultRecipe(), backend, options)
+                started = time.perf_counter()
+                result = asyncio.run(runner.run(str(source)))
+                elapsed = time.perf_counter() - started
+                events = warehouse.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                assert result.counts["accepted"] == tasks, result.counts
+        finally:
+            server.stdin.close()
+            server.wait()
+    achieved = requests / elapsed
+    ideal = concurrency / latency
+    return {
+        "seconds": elapsed,
+        "requests_per_s": achieved,
+        "ideal_per_s": ideal,
+        "ratio": achieved / ideal,
+        "events": events,
+        "events_per_s": events / elapsed,
+    }
+
+
+def sample_records(n: int) -> list:
+    envelope = Envelope(run_id="bench", recipe="consult", task_key="consult:x:v1", stage="expert")
+    return [
+        make_record(
+            LLMResponse(
+                request_hash=f"b2:{i:064x}",
+                raw_output=f"output number {i} " * 20,
+                input_tokens=900,
+                output_tokens=300,
+                latency_ms=50.0,
+                finish_reason="stop",
+            ),
+            envelope,
+        )
+        for i in range(n)
+    ]
+
+
+def bench_append(n: int, batch: int) -> dict[str, float]:
+    records = sample_records(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        Warehouse(Path(tmp) / "log.db").close()
+        conn = connect(Path(tmp) / "log.db")
+        started = time.perf_counter()
+        for offset in range(0, n, batch):
+            append_records(conn, records[offset : offset + batch])
+        log_s = time.perf_counter() - started
+        conn.close()
+
+        plain = sqlite3.connect(Path(tmp) / "plain.db", isolation_level=None)
+        plain.execute("PRAGMA journal_mode = WAL")
+        plain.execute("PRAGMA synchronous = NORMAL")
+        plain.execute(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, event_id TEXT UNIQUE, "
+            "event_type TEXT, payload_json TEXT, created_utc TEXT)"
+        )
+        plain.execute("CREATE TABLE blobs (hash TEXT PRIMARY KEY, content TEXT)")
+        rows = [(r.event_id, r.event_type, json.dumps(r.payload), r.created_utc) for r in records]
+        blob_rows = [item for r in records for item in r.blobs.items()]
+        started = time.perf_counter()
+        for offset in range(0, n, batch):
+            plain.execute("BEGIN")
+            plain.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?)", blob_rows[offset : offset + batch]
+            )
+            plain.executemany(
+                "INSERT INTO events (event_id, event_type, payload_json, created_utc)"
+                " VALUES (?, ?, ?, ?)",
+                rows[offset : offset + batch],
+            )
+            plain.execute("COMMIT")
+        plain_s = time.perf_counter() - started
+        plain.close()
+    return {
+        "events": n,
+        "log_events_per_s": n / log_s,
+        "plain_events_per_s": n / plain_s,
+        "ratio": plain_s / log_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--append-events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    args = parser.parse_args()
+
+    runner = bench_runner(args.requests, args.concurrency, args.latency)
+    append = bench_append(args.append_events, args.batch)
+    print(f"{'measure':<44}{'value':>14}{'baseline':>14}{'ratio':>8}")
+    print(
+        f"{'runner requests/s (consult, fake server)':<44}{runner['requests_per_s']:>14.1f}"
+        f"{runner['ideal_per_s']:>14.1f}{runner['ratio']:>8.2f}"
+    )
+    print(f"{'  (baseline = concurrency / latency)':<44}")
+    print(f"{'runner events committed/s':<44}{runner['events_per_s']:>14.1f}{'':>14}{'':>8}")
+    print(
+        f"{'log append events/s (batches of ' + str(args.batch) + ')':<44}"
+        f"{append['log_events_per_s']:>14.0f}{append['plain_events_per_s']:>14.0f}"
+        f"{append['ratio']:>8.2f}"
+    )
+    print(f"{'  (baseline = plain executemany, no chain)':<44}")
+    print(
+        f"\n{args.requests} requests, concurrency {args.concurrency}, latency "
+        f"{args.latency * 1000:.0f} ms: {runner['seconds']:.2f} s, {runner['events']} events"
+    )
+
+
+if __name__ == "__main__":
+    main()
