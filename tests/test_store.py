@@ -188,3 +188,13 @@ def test_uuid7_sorts_by_time() -> None:
     second = uuid7()
     assert first < second
     assert first[14] == "7"
+
+
+def test_shipped_scenarios_cover_30_seeds_and_8_specialties() -> None:
+    from pathlib import Path
+
+    from medstore.recipes.consult import ConsultRecipe, load_scenarios
+
+    scenarios = load_scenarios(Path(ConsultRecipe().default_source()))
+    assert len(scenarios) >= 30
+    assert len({scenario.specialty for scenario in scenarios}) >= 8
