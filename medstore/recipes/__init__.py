@@ -9,6 +9,9 @@ from .base import Recipe, Skip, SourceError, Stage, StageRejected, Task
 
 RECIPES: dict[str, str] = {
     "consult": "medstore.recipes.consult:ConsultRecipe",
+    "medec-cot": "medstore.recipes.medec_cot:MedecCotRecipe",
+    "medec-safe": "medstore.recipes.medec_safe:MedecSafeRecipe",
+    "hierarchical": "medstore.recipes.hierarchical:HierarchicalRecipe",
 }
 
 __all__ = [
