@@ -1,0 +1,1 @@
+"""Readers for the inputs recipes turn into tasks (scenarios, MEDEC, consultations, MIMIC)."""
