@@ -126,8 +126,12 @@ def read_medec(source: str | Path | None = None) -> Iterator[MedecPair | MedecNo
             header = next(reader, None)
             check_header(path, header)
             seen: set[str] = set()
+            end_of_previous = reader.line_num
             for fields in reader:
-                item = parse_row(path.name, reader.line_num, split, fields, seen)
+                # A record can span lines (breaks inside quoted fields): name the one it starts on.
+                start = end_of_previous + 1
+                end_of_previous = reader.line_num
+                item = parse_row(path.name, start, split, fields, seen)
                 if not isinstance(item, Skip):
                     seen.add(item.note_id)
                 yield item
