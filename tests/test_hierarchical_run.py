@@ -210,3 +210,6 @@ def test_label_and_chat_form() -> None:
     assert system["role"] == "system" and "nested list" in system["content"]
     assert user == {"role": "user", "content": "Sore throat\n\nIt hurts to swallow."}
     assert assistant == {"role": "assistant", "content": sample["Doctor"]}
+    fallback = {**sample, "Doctor": "Rest and fluids.", "_conversion_success": False}
+    system, _, assistant = recipe.to_messages(fallback)
+    assert "list" not in system["content"] and assistant["content"] == "Rest and fluids."

@@ -46,6 +46,8 @@ CHAT_SYSTEM_PROMPT = (
     "the assessment first, then the reasons and advice, at least three levels deep and at most "
     "five points per level."
 )
+# A fallback keeps the doctor's prose; its chat must not promise a list it does not contain.
+FALLBACK_SYSTEM_PROMPT = "You are a careful doctor answering a patient's question."
 EMPTY_DOCTOR = "doctor answer is empty"
 # The columns that identify a consultation: its source id is their hash, so the same row read
 # from CSV, JSONL, Parquet or the hub is the same task (and the log's cache and resume apply).
@@ -164,14 +166,20 @@ class HierarchicalRecipe(Recipe):
         return severity(sample.get("Status"))
 
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
-        """The patient's question in, the (hierarchical) doctor's answer out."""
+        """The patient's question in, the doctor's answer out: the list, or for a fallback the
+        original prose under a system prompt that asks for no list."""
         question = "\n\n".join(
             part
             for part in (text_of(sample.get("Description")), text_of(sample.get("Patient")))
             if part.strip()
         )
         return [
-            {"role": "system", "content": CHAT_SYSTEM_PROMPT},
+            {
+                "role": "system",
+                "content": CHAT_SYSTEM_PROMPT
+                if sample.get("_conversion_success", True)
+                else FALLBACK_SYSTEM_PROMPT,
+            },
             {"role": "user", "content": question},
             {"role": "assistant", "content": text_of(sample.get("Doctor"))},
         ]
