@@ -227,6 +227,36 @@ class EvalResult(Event):
     config: dict[str, Any] = {}
 
 
+
+# Scale: merges and OpenAI Batch API jobs ---------------------------------------------------------
+class WarehouseMerged(Event):
+    """Other warehouses' events were unioned into this one (by event id, each chain verified)."""
+
+    event_type = "warehouse_merged"
+    sources: list[dict[str, Any]]  # path, events, head_hash, added_events
+    added_events: int
+    added_blobs: int
+
+
+class BatchSubmitted(Event):
+    """A Batch API job holding these requests exists: a restarted run polls it, never resubmits."""
+
+    event_type = "batch_submitted"
+    batch_id: str
+    input_file_id: str
+    base_url: str | None
+    custom_ids: list[str]  # one per request: the hash of its request body
+
+
+class BatchFinished(Event):
+    """A Batch API job ended and its results were handed to the waiting tasks."""
+
+    event_type = "batch_finished"
+    batch_id: str
+    status: str  # completed | failed | expired | cancelled
+    succeeded: int
+    failed: int
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls for cls in Event.__subclasses__() if hasattr(cls, "event_type")
 }
