@@ -257,6 +257,30 @@ class BatchFinished(Event):
     succeeded: int
     failed: int
 
+# Credentialed sources (MIMIC) ---------------------------------------------------------------------
+class DataUseDecision(Event):
+    """Whether a credentialed source's records may go to this backend, decided before any call."""
+
+    event_type = "data_use_decision"
+    allowed: bool
+    backend: str
+    base_url: str | None
+    host: str | None
+    rule: str  # embedded | loopback | allowed_remote_host | refused_remote_host
+    message: str
+
+
+class CohortBuilt(Event):
+    """A MIMIC cohort written to disk: the top patients by admission count."""
+
+    event_type = "cohort_built"
+    limit: int
+    subject_ids: list[int]
+    out_path: str
+    csv_hash: str
+    source_files: dict[str, Any]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls for cls in Event.__subclasses__() if hasattr(cls, "event_type")
 }
