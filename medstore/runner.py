@@ -21,6 +21,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tqdm import tqdm
 
+from .data_use import DataUseRefused
 from .events import (
     CacheReplay,
     Envelope,
@@ -327,6 +328,7 @@ class Runner:
 
     async def run(self, source: str | None) -> RunResult:
         tasks, skips, todo = self.plan(source)
+        self.check_data_use()
         if todo:  # a finished run needs no server
             await self.backend.preflight()
         self.writer = self.warehouse.writer()
@@ -381,6 +383,16 @@ class Runner:
                 log.info("run %s %s", self.run_id, status)
             await self.backend.aclose()
         return RunResult(self.run_id, status, self.counts)
+
+    def check_data_use(self) -> None:
+        """A credentialed source goes only where the data-use guard allows: decided before any
+        call (preflight included) and logged either way."""
+        decision = self.recipe.data_use_decision(self.backend)
+        if decision is None:
+            return
+        self.warehouse.append([(decision, Envelope(self.run_id, self.recipe.name))])
+        if not decision.allowed:
+            raise DataUseRefused(decision.message)
 
     async def _run_all(self, todo: list[Task]) -> None:
         self._progress = tqdm(

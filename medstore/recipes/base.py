@@ -127,6 +127,15 @@ class Recipe:
         """Figures for `cli.py report`: tasks by state, labels, reasons. Recipes add their own."""
         return generic_report(warehouse, self.name)
 
+    def data_use_decision(self, backend: Any) -> Any:
+        """For a credentialed source, whether its records may go to ``backend`` (an event the
+        runner logs before any call); None when the source carries no such limit."""
+        if not self.credentialed_source:
+            return None
+        from ..data_use import decide_data_use
+
+        return decide_data_use(backend, self.options.get("allow_remote_host") or ())
+
     def prompt_hashes(self) -> dict[str, str]:
         templates = {stage.prompt for stage in self.stages} | {"common/repair"}
         return {name: load_template(name).hash for name in sorted(templates)}
