@@ -159,6 +159,7 @@ def click_param_decorator(option: click.Option) -> Callable:
     help="Always call the teacher, even for requests the log has already answered.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--shard", "shard_text", help="Take only shard i of N (e.g. 0/4) by task-key hash.")
 @recipe_options
 @db_option
 def run(
@@ -178,6 +179,7 @@ def run(
     seed: int | None,
     no_cache: bool,
     no_progress: bool,
+    shard_text: str | None,
     db_path: str | None,
     **recipe_kwargs: Any,
 ) -> None:
@@ -194,7 +196,12 @@ def run(
         python cli.py run --backend ollama --model llama3.1 --limit 10
     """
     from .runner import RetryPolicy, Runner, RunOptions
+    from .shard import Shard
 
+    try:
+        shard = Shard.parse(shard_text) if shard_text else None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         recipe_class = get_recipe(recipe_name)
     except KeyError as exc:
@@ -219,6 +226,7 @@ def run(
         repair_temperature=repair_temperature,
         seed=seed,
         progress=not no_progress,
+        shard=shard,
         config={
             "recipe": recipe_name,
             "source": source or recipe.default_source(),
@@ -229,6 +237,7 @@ def run(
             "seed": seed,
             "cache": not no_cache,
             "recipe_options": recipe_kwargs,
+            "shard": shard_text,
         },
     )
     warehouse = open_warehouse(db_path)

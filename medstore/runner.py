@@ -49,6 +49,7 @@ from .prompts import load_template
 from .quality import ParseError, extract_json, validate_model
 from .recipes.base import Recipe, Skip, Stage, StageRejected, Task
 from .resources import code_version
+from .shard import Shard
 from .store import BatchWriter, Warehouse, WarehouseError
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class RunOptions:
     seed: int | None = None
     progress: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    shard: Shard | None = None
 
 
 @dataclass
@@ -319,6 +321,8 @@ class Runner:
             (skips if isinstance(item, Skip) else tasks).append(item)
         if self.options.limit is not None:
             tasks = tasks[: self.options.limit]
+        if self.options.shard is not None:  # after --limit: shards of one run partition its tasks
+            tasks = [task for task in tasks if self.options.shard.owns(task.key)]
         finished = self.warehouse.finished_tasks(self.recipe.name)
         todo = [task for task in tasks if task.key not in finished]
         if self.options.use_cache and todo:
