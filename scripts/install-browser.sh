@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Headless Chromium and its WebDriver for the browser tests (tests/test_browser.py).
+# Idempotent: does nothing when both are already installed. Installs Debian's `chromium` and
+# `chromium-driver` with apt-get (run as root, or with sudo available, and network access to
+# the Debian package mirrors). Selenium itself comes from `pip install -e '.[test]'`.
+set -euo pipefail
+
+if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    echo "chromium and chromedriver already installed: $(command -v chromium)"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "install-browser.sh: need root (or sudo) to apt-get install chromium chromium-driver" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver
+echo "installed: $(chromium --version 2>/dev/null || echo chromium)"
