@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..hashing import utc_now
+from ..icd10 import is_icd10_code, known_codes
 from ..quality import validation_errors
 from ..resources import resource_dir
 from .base import Recipe, SourceError, Stage, Task
@@ -111,12 +112,10 @@ def reasoning_is_substantial(text: str, variables: dict[str, Any]) -> list[str]:
 
 
 def icd10_codes_exist(output: ExpertOutput, variables: dict[str, Any]) -> list[str]:
-    import simple_icd_10_cm as icd
-
     return [
         f"differential_diagnosis.{i}.icd10_code: {item.icd10_code!r} is not an ICD-10-CM code"
         for i, item in enumerate(output.differential_diagnosis)
-        if not icd.is_valid_item(item.icd10_code)
+        if not is_icd10_code(item.icd10_code)
     ]
 
 
@@ -159,8 +158,7 @@ class ConsultRecipe(Recipe):
         return str(resource_dir("data") / "scenarios.json")
 
     def read_source(self, source: str | None) -> Iterator[Task]:
-        import simple_icd_10_cm  # noqa: F401  (loads its code list now, not mid-run)
-
+        known_codes()  # read the code list now, not mid-run
         path = Path(source or self.default_source())
         for index, scenario in enumerate(load_scenarios(path)):
             yield Task(
