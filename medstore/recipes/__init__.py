@@ -12,6 +12,7 @@ RECIPES: dict[str, str] = {
     "medec-cot": "medstore.recipes.medec_cot:MedecCotRecipe",
     "medec-safe": "medstore.recipes.medec_safe:MedecSafeRecipe",
     "hierarchical": "medstore.recipes.hierarchical:HierarchicalRecipe",
+    "mimic-dialogue": "medstore.recipes.mimic_dialogue:MimicDialogueRecipe",
 }
 
 __all__ = [

@@ -1,0 +1,312 @@
+"""Recipe `mimic-dialogue`: MIMIC-IV admission packet → chronological inpatient conversation.
+
+Replaces the MIMIC-IV benchmark script. One task per admission of the chosen patient: the
+deterministic packet (its hash in the task record and key) is rendered into the prompt, and the
+teacher's conversation is checked for chronology, speakers, non-empty turns and the facts it
+cites. MIMIC is credentialed data: the data-use guard keeps packets on this machine unless the
+user names a remote host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, Literal
+
+import click
+from pydantic import BaseModel, Field, field_validator
+
+from .base import Recipe, Skip, SourceError, Stage, Task
+
+PHASES = ("admission", "hospital_course", "discharge")
+MIMIC_DIR_ENV = "MEDSTORE_MIMIC_DIR"
+CHAT_SYSTEM_PROMPT = (
+    "You are a hospital doctor. Given an admission's record, write the chronological "
+    "conversation of the stay with the patient, using only facts from the record."
+)
+
+
+class Turn(BaseModel):
+    speaker: Literal["doctor", "patient", "nurse", "family"]
+    day: int = Field(ge=1)
+    phase: Literal["admission", "hospital_course", "discharge"]
+    text: str = Field(min_length=1)
+    cites: list[str] = []
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the turn's text is blank")
+        return text.strip()
+
+
+class Conversation(BaseModel):
+    turns: list[Turn] = Field(min_length=6)
+
+
+def chronology(conversation: Conversation, variables: dict[str, Any]) -> list[str]:
+    """Days never go back and stay within the stay; phases go admission → course → discharge."""
+    errors = []
+    last_day = variables["facts"]["hospital_days"]
+    if conversation.turns[0].phase != "admission":
+        errors.append("turns.0.phase: the conversation must start in the admission phase")
+    for index, (before, turn) in enumerate(
+        zip(conversation.turns, conversation.turns[1:], strict=False), 1
+    ):
+        if turn.day < before.day:
+            errors.append(f"turns.{index}.day: day {turn.day} comes after day {before.day}")
+        if PHASES.index(turn.phase) < PHASES.index(before.phase):
+            errors.append(f"turns.{index}.phase: {turn.phase} comes after {before.phase}")
+    for index, turn in enumerate(conversation.turns):
+        if last_day and turn.day > last_day:
+            errors.append(f"turns.{index}.day: day {turn.day} is after the last day ({last_day})")
+    return errors
+
+
+def speakers(conversation: Conversation, variables: dict[str, Any]) -> list[str]:
+    present = {turn.speaker for turn in conversation.turns}
+    return [f"turns: no turn by the {who}" for who in ("doctor", "patient") if who not in present]
+
+
+def cited_facts_exist(conversation: Conversation, variables: dict[str, Any]) -> list[str]:
+    """Every cited name is in the packet; a lab value stated with its test is one it shows."""
+    facts = variables["facts"]
+    names = [name.lower() for name in facts["names"]]
+    errors = []
+    for index, turn in enumerate(conversation.turns):
+        for cite in turn.cites:
+            wanted = cite.strip().lower()
+            if wanted and not any(name in wanted or wanted in name for name in names):
+                errors.append(f"turns.{index}.cites: {cite!r} is not in the record")
+        errors += [
+            f"turns.{index}.text: {label} {value} is not a value the record shows for {label}"
+            for label, value in stated_lab_values(turn.text, facts)
+        ]
+    return errors
+
+
+def stated_lab_values(text: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """(test, value) pairs stated in ``text`` that neither the labs nor the notes contain."""
+    wrong = []
+    known_in_notes = set(facts["note_numbers"])
+    for label, values in facts["lab_values"].items():
+        pattern = re.escape(label) + r"(?:\s+(?:was|is|of|at|level))?[\s:=]+(-?\d+(?:\.\d+)?)"
+        for match in re.finditer(pattern, text, flags=re.IGNORECASE):
+            number = float(match.group(1))
+            if not any(abs(number - v) < 1e-6 for v in [*values, *known_in_notes]):
+                wrong.append((label, match.group(1)))
+    return wrong
+
+
+class MimicDialogueRecipe(Recipe):
+    name = "mimic-dialogue"
+    version = "1"
+    description = "Chronological inpatient conversations grounded in MIMIC-IV admission packets"
+    credentialed_source = True
+    licences = (
+        "MIMIC-IV and MIMIC-IV-Note (PhysioNet Credentialed Health Data License 1.5.0): "
+        "credentialed data. Samples derived from it may be shared only with credentialed users "
+        "who have signed the PhysioNet data use agreement; never send it to services that may "
+        "retain it. Johnson A. et al., MIMIC-IV, PhysioNet.",
+    )
+    stages = (
+        Stage(
+            "conversation",
+            "mimic-dialogue/conversation",
+            0.4,
+            Conversation,
+            3000,
+            validators=(chronology, speakers, cited_facts_exist),
+            max_repairs=2,
+        ),
+    )
+    cli_options = (
+        click.Option(
+            ["--mimic-dir"],
+            help=f"mimic-dialogue: MIMIC-IV root holding hosp/ and icu/ [${MIMIC_DIR_ENV}].",
+        ),
+        click.Option(
+            ["--note-dir"],
+            help="mimic-dialogue: MIMIC-IV-Note root holding note/ [default: --mimic-dir].",
+        ),
+        click.Option(["--subject-id"], type=int, help="mimic-dialogue: the patient."),
+        click.Option(["--hadm-id"], type=int, help="mimic-dialogue: only this admission."),
+        click.Option(
+            ["--max-admissions"],
+            type=click.IntRange(min=1),
+            help="mimic-dialogue: the first N admissions (by admittime, then hadm_id).",
+        ),
+        click.Option(
+            ["--include-admissions-without-discharge"],
+            is_flag=True,
+            help="mimic-dialogue: also admissions that have no discharge note.",
+        ),
+        click.Option(
+            ["--retry-limit"],
+            type=click.IntRange(min=0),
+            help="mimic-dialogue: repair attempts per conversation [default: 2].",
+        ),
+        click.Option(
+            ["--max-output-tokens"],
+            type=click.IntRange(min=64),
+            help="mimic-dialogue: output token cap of the conversation call [default: 3000].",
+        ),
+        click.Option(
+            ["--row-cap-labs"],
+            type=click.IntRange(min=0),
+            default=120,
+            show_default=True,
+            help="mimic-dialogue: lab rows kept per packet.",
+        ),
+        click.Option(
+            ["--row-cap-radiology"],
+            type=click.IntRange(min=0),
+            default=8,
+            show_default=True,
+            help="mimic-dialogue: radiology reports kept per packet.",
+        ),
+        click.Option(
+            ["--row-cap-emar"],
+            type=click.IntRange(min=0),
+            default=120,
+            show_default=True,
+            help="mimic-dialogue: eMAR rows kept per packet.",
+        ),
+        click.Option(
+            ["--allow-remote-host"],
+            multiple=True,
+            help="Credentialed recipes: a non-local host that may receive the data (repeatable).",
+        ),
+    )
+
+    def default_source(self) -> str | None:
+        return self.options.get("mimic_dir") or os.environ.get(MIMIC_DIR_ENV)
+
+    def read_source(self, source: str | None) -> Iterator[Task | Skip]:
+        from ..mimic.duck import MimicDataError, MimicDB
+        from ..mimic.packet import RowCaps, build_packets, packet_hash, subject_admissions
+
+        mimic_dir = self.options.get("mimic_dir") or source or self.default_source()
+        subject_id = self.options.get("subject_id")
+        if not mimic_dir:
+            raise SourceError(f"mimic-dialogue needs --mimic-dir DIR (or ${MIMIC_DIR_ENV})")
+        if subject_id is None:
+            raise SourceError(
+                "mimic-dialogue needs --subject-id S (pick one with `python cli.py mimic "
+                "build-cohort`)"
+            )
+        caps = RowCaps(
+            labs=self.options.get("row_cap_labs", 120),
+            radiology=self.options.get("row_cap_radiology", 8),
+            emar=self.options.get("row_cap_emar", 120),
+        )
+        try:
+            with MimicDB(mimic_dir, self.options.get("note_dir")) as db:
+                admissions = subject_admissions(db, subject_id)
+                hadm_id = self.options.get("hadm_id")
+                if hadm_id is not None:
+                    admissions = [a for a in admissions if a["hadm_id"] == hadm_id]
+                    if not admissions:
+                        raise MimicDataError(
+                            f"hadm_id {hadm_id}: not an admission of subject_id {subject_id}"
+                        )
+                if self.options.get("max_admissions"):
+                    admissions = admissions[: self.options["max_admissions"]]
+                packets = build_packets(db, [a["hadm_id"] for a in admissions], caps)
+                sources = db.describe()
+        except MimicDataError as exc:
+            raise SourceError(str(exc)) from exc
+        keep_undocumented = self.options.get("include_admissions_without_discharge")
+        for admission in admissions:
+            source_id = f"{subject_id}-{admission['hadm_id']}"
+            if not admission["has_discharge_note"] and not keep_undocumented:
+                yield Skip(
+                    source_id,
+                    "no_discharge_note",
+                    "the prompt needs a discharge note "
+                    "(--include-admissions-without-discharge takes it anyway)",
+                )
+                continue
+            packet = packets[admission["hadm_id"]]
+            digest = packet_hash(packet)
+            yield Task(
+                self.task_key(source_id, digest.split(":", 1)[1][:12]),
+                source_id,
+                {
+                    "subject_id": subject_id,
+                    "hadm_id": admission["hadm_id"],
+                    "admission_seq": admission["admission_seq"],
+                    "packet_hash": digest,
+                    "packet": packet,
+                    "source_files": sources,
+                },
+            )
+
+    async def run(self, task: Task, ctx: Any) -> dict[str, Any]:
+        from ..mimic.render import packet_facts, render_packet
+
+        record = task.record
+        packet = record["packet"]
+        stage = self.stage("conversation")
+        if self.options.get("retry_limit") is not None:
+            stage = replace(stage, max_repairs=self.options["retry_limit"])
+        facts = packet_facts(packet)
+        conversation = await ctx.generate(
+            stage,
+            {
+                "packet_text": render_packet(packet),
+                "hospital_days": str(facts["hospital_days"]),
+                "facts": facts,
+            },
+            max_tokens=self.options.get("max_output_tokens"),
+        )
+        return {
+            "subject_id": record["subject_id"],
+            "hadm_id": record["hadm_id"],
+            "admission_seq": record["admission_seq"],
+            "packet_hash": record["packet_hash"],
+            "hospital_days": facts["hospital_days"],
+            "turns": [turn.model_dump() for turn in conversation.turns],
+        }
+
+    def label(self, sample: dict[str, Any]) -> str | None:
+        return f"admission-{sample['admission_seq']}"
+
+    def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
+        transcript = "\n".join(
+            f"[day {t['day']}, {t['phase']}] {t['speaker'].title()}: {t['text']}"
+            for t in sample["turns"]
+        )
+        return [
+            {"role": "system", "content": CHAT_SYSTEM_PROMPT},
+            {
+                "role": "user",
+                "content": f"Admission {sample['hadm_id']} of patient {sample['subject_id']} "
+                f"({sample['hospital_days']} hospital days). Packet hash: "
+                f"{sample['packet_hash']}.",
+            },
+            {"role": "assistant", "content": transcript},
+        ]
+
+    def report(self, warehouse: Any) -> dict[str, Any]:
+        from .base import generic_report
+
+        figures = generic_report(warehouse, self.name)
+        decisions = warehouse.query(
+            "SELECT json_extract(payload_json, '$.rule') AS rule, count(*) AS n FROM events"
+            " WHERE event_type = 'data_use_decision' AND recipe = ? GROUP BY 1 ORDER BY 1",
+            (self.name,),
+        )
+        figures["data_use_decisions"] = {row["rule"]: row["n"] for row in decisions}
+        rows = warehouse.query("SELECT sample_json FROM samples WHERE recipe = ?", (self.name,))
+        turns = [len(json.loads(row["sample_json"])["turns"]) for row in rows]
+        figures["turns_per_conversation"] = (
+            {"min": min(turns), "max": max(turns), "mean": round(sum(turns) / len(turns), 1)}
+            if turns
+            else {}
+        )
+        return figures
