@@ -72,7 +72,8 @@ def split_of(task_key: str, ratio: float) -> str:
 
 
 def chat_messages(recipe: Recipe, sample: dict[str, Any]) -> tuple[list[dict] | None, bool]:
-    """The recipe's chat form with reasoning tags converted; (None, False) if it has none."""
+    """The recipe's chat form with reasoning tags converted, and whether the answer had any;
+    (None, False) if the recipe has no chat form."""
     try:
         messages = recipe.to_messages(sample)
     except NotImplementedError:
@@ -81,9 +82,12 @@ def chat_messages(recipe: Recipe, sample: dict[str, Any]) -> tuple[list[dict] | 
     result = []
     for message in messages:
         content = message["content"]
-        if message["role"] == "assistant":
+        # The system prompt names the tags too ("reason inside <reasoning> tags"): it must ask
+        # for the tags the student is trained to write.
+        if message["role"] in ("system", "assistant"):
             new_content = to_think_tags(content)
-            converted = converted or new_content != content
+            if message["role"] == "assistant":
+                converted = converted or new_content != content
             content = new_content
         result.append({"role": message["role"], "content": content})
     return result, converted
