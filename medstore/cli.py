@@ -160,6 +160,23 @@ def click_param_decorator(option: click.Option) -> Callable:
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--shard", "shard_text", help="Take only shard i of N (e.g. 0/4) by task-key hash.")
+@click.option("--rpm", type=click.IntRange(min=1), help="Most requests per minute to send.")
+@click.option("--tpm", type=click.IntRange(min=1), help="Most tokens per minute (prompt + max).")
+@click.option(
+    "--max-cost",
+    "max_cost",
+    type=click.FloatRange(min=0),
+    help="Stop cleanly before spending more than this many USD.",
+)
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON price table: {"model": [input, output]} USD per million tokens.',
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send and write nothing."
+)
 @recipe_options
 @db_option
 def run(
@@ -180,6 +197,11 @@ def run(
     no_cache: bool,
     no_progress: bool,
     shard_text: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    max_cost: float | None,
+    prices_path: str | None,
+    dry_run: bool,
     db_path: str | None,
     **recipe_kwargs: Any,
 ) -> None:
@@ -195,11 +217,15 @@ def run(
             --model deepseek-chat --api-key-env DEEPSEEK_API_KEY --concurrency 16
         python cli.py run --backend ollama --model llama3.1 --limit 10
     """
+    from .budget import PriceUnknown
+    from .llm.prices import use_price_file
     from .runner import RetryPolicy, Runner, RunOptions
     from .shard import Shard
 
     try:
         shard = Shard.parse(shard_text) if shard_text else None
+        if prices_path:
+            use_price_file(prices_path)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -227,6 +253,9 @@ def run(
         seed=seed,
         progress=not no_progress,
         shard=shard,
+        rpm=rpm,
+        tpm=tpm,
+        max_cost_usd=max_cost,
         config={
             "recipe": recipe_name,
             "source": source or recipe.default_source(),
@@ -238,10 +267,28 @@ def run(
             "cache": not no_cache,
             "recipe_options": recipe_kwargs,
             "shard": shard_text,
+            "rpm": rpm,
+            "tpm": tpm,
+            "max_cost_usd": max_cost,
         },
     )
+    if dry_run and not Path(db_path or default_db_path()).exists():
+        db_path = ":memory:"  # nothing to learn from, and a dry run creates nothing
     warehouse = open_warehouse(db_path)
-    runner = Runner(warehouse, recipe, teacher, options)
+    try:
+        runner = Runner(warehouse, recipe, teacher, options)
+    except PriceUnknown as exc:
+        warehouse.close()
+        raise click.ClickException(str(exc)) from exc
+    if dry_run:
+        try:
+            estimate = runner.estimate(source)
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            warehouse.close()
+        click.echo(render_estimate(estimate.as_dict(), teacher.model))
+        return
     try:
         result = asyncio.run(runner.run(source))
     except (SourceError, BackendUnavailable, WarehouseError) as exc:
@@ -256,8 +303,30 @@ def run(
         f"{counts['tokens']} tokens, ${runner.cost:.4f}"
     )
     click.echo(f"warehouse: {warehouse.path}  (see: python cli.py status; python cli.py serve)")
+    if result.status == "budget_exhausted":
+        click.echo(
+            f"stopped before passing --max-cost ${max_cost:g}; unfinished tasks are redone by"
+            " the next run (with a larger --max-cost)"
+        )
     if result.status == "interrupted":
         sys.exit(130)
+
+
+def render_estimate(estimate: dict[str, Any], model: str) -> str:
+    cost = estimate["cost_usd"]
+    basis = (
+        f"averages of {estimate['basis_tasks']} finished tasks in this warehouse"
+        if estimate["basis"] == "history"
+        else "prompt templates and max_tokens (no finished tasks yet: an upper bound on output;"
+        " run a few with --limit for a closer figure)"
+    )
+    return (
+        f"dry run: {estimate['tasks_to_do']} of {estimate['tasks_in_source']} tasks to do, "
+        f"~{estimate['calls']} calls, ~{estimate['input_tokens']} input + "
+        f"~{estimate['output_tokens']} output tokens, "
+        + (f"~${cost:.4f}" if cost is not None else f"cost unknown (no price for {model!r})")
+        + f"\nbasis: {basis}"
+    )
 
 
 @cli.command(context_settings=CONTEXT)

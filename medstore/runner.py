@@ -21,6 +21,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tqdm import tqdm
 
+from .budget import Budget, BudgetExhausted, Estimate, Reservation, estimate_run
 from .data_use import DataUseRefused
 from .events import (
     CacheReplay,
@@ -47,6 +48,7 @@ from .llm import Backend, BackendError, GenerationParams
 from .llm.prices import cost_usd
 from .prompts import load_template
 from .quality import ParseError, extract_json, validate_model
+from .ratelimit import RateLimiter, request_tokens
 from .recipes.base import Recipe, Skip, Stage, StageRejected, Task
 from .resources import code_version
 from .shard import Shard
@@ -84,6 +86,10 @@ class RunOptions:
     progress: bool = True
     config: dict[str, Any] = field(default_factory=dict)
     shard: Shard | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    rate_window_s: float = 60.0  # the window --rpm/--tpm count over (shorter in tests)
+    max_cost_usd: float | None = None
 
 
 @dataclass
@@ -238,6 +244,7 @@ class TaskContext:
                 return cached["raw_output"]
 
         policy = runner.options.retry
+        tokens = request_tokens(messages, params.max_tokens)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.retries + 1),
             retry=retry_if_exception(lambda exc: isinstance(exc, BackendError) and exc.transient),
@@ -248,10 +255,21 @@ class TaskContext:
             async for try_state in retrying:
                 with try_state:
                     retry_number = try_state.retry_state.attempt_number - 1
+                    reservation = runner.reserve(messages, params.max_tokens)
+                    await runner.limiter.acquire(tokens)
                     started = time.perf_counter()
                     try:
                         completion = await backend.complete(messages, params, schema)
-                    except BackendError as exc:
+                    except BaseException as exc:
+                        runner.limiter.release(
+                            tokens,
+                            ok=False,
+                            status=getattr(exc, "status", None),
+                            retry_after=getattr(exc, "retry_after", None),
+                        )
+                        runner.settle(reservation, None)
+                        if not isinstance(exc, BackendError):
+                            raise
                         self.emit(
                             LLMError(
                                 kind=exc.kind,
@@ -269,7 +287,11 @@ class TaskContext:
         except BackendError as exc:
             raise TaskFailedError(exc.kind, f"{stage.name}: {exc}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
+        runner.limiter.release(tokens)
         cost = cost_usd(backend.model, completion.input_tokens, completion.output_tokens)
+        if cost is not None:
+            cost = round(cost * runner.price_factor, 8)
+        runner.settle(reservation, cost)
         self.emit(
             LLMResponse(
                 request_hash=request_hash,
@@ -311,7 +333,28 @@ class Runner:
         self.cost = 0.0
         self.writer: BatchWriter
         self._stopping = False
+        self._budget_exhausted = False
+        self.price_factor = getattr(backend, "price_factor", 1.0)
+        self.limiter = RateLimiter(
+            rpm=self.options.rpm,
+            tpm=self.options.tpm,
+            max_concurrency=self.options.concurrency,
+            window_s=self.options.rate_window_s,
+        )
+        self.budget = (
+            Budget(self.options.max_cost_usd, backend.model, self.price_factor)
+            if self.options.max_cost_usd is not None
+            else None
+        )
         self._progress: tqdm | None = None
+
+    def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
+        """Hold the worst-case cost of a call against --max-cost (raises BudgetExhausted)."""
+        return self.budget.reserve(messages, max_tokens) if self.budget is not None else None
+
+    def settle(self, reservation: Reservation | None, cost: float | None) -> None:
+        if self.budget is not None and reservation is not None:
+            self.budget.settle(reservation, cost)
 
     def plan(self, source: str | None) -> tuple[list[Task], list[Skip], list[Task]]:
         """Read the whole source (errors surface before anything is written) and pick the work."""
@@ -329,6 +372,13 @@ class Runner:
             # Checked in memory on every call; the log is only read when there is an answer.
             self.answered = self.warehouse.answered_request_hashes()
         return tasks, skips, todo
+
+    def estimate(self, source: str | None) -> Estimate:
+        """--dry-run: the calls, tokens and cost the run would take; sends and writes nothing."""
+        tasks, _, todo = self.plan(source)
+        return estimate_run(
+            self.warehouse, self.recipe, self.backend.model, len(tasks), todo, self.price_factor
+        )
 
     async def run(self, source: str | None) -> RunResult:
         tasks, skips, todo = self.plan(source)
@@ -370,7 +420,9 @@ class Runner:
         status = "completed"
         try:
             await self._run_all(todo)
-            if self._stopping:
+            if self._budget_exhausted:
+                status = "budget_exhausted"
+            elif self._stopping:
                 status = "interrupted"
         except WarehouseError:
             status = "failed"
@@ -458,6 +510,11 @@ class Runner:
         except TaskFailedError as failed:
             ctx.emit(TaskFailed(reason=failed.reason, message=str(failed)))
             outcome = "failed"
+        except BudgetExhausted as exhausted:
+            # Not finished, so a later run redoes it; no new task starts after this one.
+            ctx.emit(TaskFailed(reason="budget_exhausted", message=str(exhausted)))
+            outcome = "failed"
+            self._budget_exhausted = self._stopping = True
         except (asyncio.CancelledError, WarehouseError):
             raise
         except Exception as exc:  # a recipe bug must not take the other tasks down

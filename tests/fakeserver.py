@@ -18,6 +18,10 @@ For each generation request: (1) ``latency_s`` is slept, (2) the ``fault_plan`` 
 inject a fault (the queued reply then stays queued, for the retry), (3) otherwise the next
 queued reply is used, or, with an empty queue, the responder's.
 
+``rate_limit=(n, window_s)`` makes the server admit at most ``n`` generation requests in any
+``window_s`` seconds (by arrival); the rest get a 429 whose Retry-After says when a slot frees.
+``admitted_times`` and ``rate_limited_count`` record what it did.
+
 Ollama streams by default, as the real server does: send ``"stream": false`` for one
 JSON object, otherwise the answer is NDJSON chunks ending with ``done: true``.
 """
@@ -202,8 +206,12 @@ class FakeLLMServer:
         fault_delay_s: float = 30.0,
         default_content: str = DEFAULT_CONTENT,
         models: list[str] | None = None,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.latency_s = latency_s
+        self.rate_limit = rate_limit
+        self.admitted_times: list[float] = []
+        self.rate_limited_count = 0
         self.retry_after = retry_after
         self.fault_delay_s = fault_delay_s
         self.models = list(models or [DEFAULT_MODEL])
@@ -411,7 +419,28 @@ class FakeLLMServer:
             for m in self.models
         ]})
 
+    def _over_rate_limit(self) -> float | None:
+        """Seconds until a slot frees when this arrival exceeds ``rate_limit``, else None."""
+        if self.rate_limit is None:
+            return None
+        limit, window_s = self.rate_limit
+        with self._lock:
+            now = time.monotonic()
+            recent = [t for t in self.admitted_times[-limit:] if t > now - window_s]
+            if len(recent) >= limit:
+                self.rate_limited_count += 1
+                return recent[0] + window_s - now
+            self.admitted_times.append(now)
+        return None
+
     def _generate(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
+        wait_s = self._over_rate_limit()
+        if wait_s is not None:
+            handler.send_json(429, {"error": {"message": "rate limit reached",
+                                              "type": "rate_limit_exceeded", "param": None,
+                                              "code": None}},
+                              {"Retry-After": f"{max(wait_s, 0.0):.3f}"})
+            return
         self._sleep(self.latency_s)
         reply = self._next_reply(body)
         self._sleep(reply.delay_s if reply.fault != "timeout" else 0)
