@@ -51,7 +51,7 @@ def write_scenarios(path: Path, n: int) -> None:
                     "sex": "male" if i % 2 else "female",
                     "symptoms": ["chest pain"],
                     "risk_factors": [],
-                    "background": "Emergency department.",
+                    "background": f"Emergency department, visit {i}.",  # no two alike
                 }
                 for i in range(n)
             ]

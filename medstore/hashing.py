@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import time
@@ -11,15 +10,26 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 HASH_TAG = "b2:"
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def canonical_json(value: Any) -> str:
-    """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is."""
-    return _CANONICAL.encode(value)
+    """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is.
+
+    orjson writes it several times faster than the standard library, and the log encodes
+    every event's payload this way. NaN and infinities, which JSON cannot spell, become null;
+    integers beyond 64 bits and non-string keys are refused.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError as exc:
+        raise ValueError(f"not canonical JSON: {exc}") from exc
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def content_hash(text: str | bytes) -> str:
@@ -29,7 +39,7 @@ def content_hash(text: str | bytes) -> str:
 
 
 def json_hash(value: Any) -> str:
-    return content_hash(canonical_json(value))
+    return content_hash(canonical_json_bytes(value))
 
 
 def short_hash(text: str, length: int = 16) -> str:

@@ -34,6 +34,8 @@ def profile_reply(request: dict[str, Any]) -> str:
     text = first_user_message(request)
     age = int(re.search(r"age \((\d+)\)", text).group(1))
     sex = re.search(r"sex \((male|female)\)", text).group(1)
+    # The scenario's background makes each profile (and so every later stage) its own request.
+    background = re.search(r'"background": "(.*?)"', text)
     return json.dumps(
         {
             "name": "Alex K.",
@@ -45,7 +47,8 @@ def profile_reply(request: dict[str, Any]) -> str:
             "medications": ["amlodipine 5 mg daily"],
             "allergies": [],
             "risk_factors": ["smoker"],
-            "social_history": "Works as a driver, smokes 10 cigarettes a day.",
+            "social_history": "Works as a driver, smokes 10 cigarettes a day. "
+            + (background.group(1) if background else ""),
             "vital_signs": {
                 "heart_rate": "98/min",
                 "blood_pressure": "150/90 mm Hg",
