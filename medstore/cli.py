@@ -99,7 +99,7 @@ def click_param_decorator(option: click.Option) -> Callable:
 @click.option(
     "--backend",
     type=click.Choice(BACKENDS),
-    help="Teacher backend [default: openai if --base-url or $MEDSTORE_BASE_URL, "
+    help="Teacher backend [default: openai if --base-url, $MEDSTORE_BASE_URL or $OPENAI_BASE_URL, "
     "else the embedded local model].",
 )
 @click.option("--base-url", help="OpenAI-compatible or Ollama server URL.")

@@ -32,11 +32,16 @@ __all__ = [
 ]
 
 
+def configured_base_url() -> str | None:
+    """The remote endpoint the environment names: $MEDSTORE_BASE_URL, else $OPENAI_BASE_URL."""
+    return os.environ.get("MEDSTORE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+
+
 def resolve_backend_name(backend: str | None, base_url: str | None) -> str:
-    """--backend wins; a base URL (flag or MEDSTORE_BASE_URL) means openai; else local."""
+    """--backend wins; a base URL (flag or environment) means openai; else the local model."""
     if backend:
         return backend
-    if base_url or os.environ.get("MEDSTORE_BASE_URL"):
+    if base_url or configured_base_url():
         return "openai"
     return "local"
 
@@ -52,13 +57,16 @@ def make_backend(
 ) -> Backend:
     """Build the named backend; raises BackendUnavailable with a one-line reason."""
     name = resolve_backend_name(backend, base_url)
-    base_url = base_url or os.environ.get("MEDSTORE_BASE_URL")
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(model, base_url)
     if name == "openai":
         from .openai_backend import OpenAIBackend
 
         return OpenAIBackend(
             model or os.environ.get("MEDSTORE_MODEL", "gpt-4o-mini"),
-            base_url,
+            base_url or configured_base_url(),
             timeout,
             api_key_env=api_key_env,
             response_format=response_format,
@@ -66,11 +74,8 @@ def make_backend(
     if name == "ollama":
         from .ollama_backend import OllamaBackend
 
+        base_url = base_url or os.environ.get("MEDSTORE_BASE_URL")
         return OllamaBackend(
             model or os.environ.get("MEDSTORE_MODEL", "llama3.1"), base_url, timeout
         )
-    if name == "local":
-        from .local import LocalBackend
-
-        return LocalBackend()
     raise BackendUnavailable(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
