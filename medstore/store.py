@@ -65,9 +65,14 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
+    # 64 MB of page cache: the log's indexes take random keys (hashes, ids), and inserts into
+    # them stay in memory instead of re-reading pages; this nearly doubles the append rate.
+    conn.execute("PRAGMA cache_size = -65536")
     if not readonly:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoint every ~40 MB of WAL rather than 4 MB: fewer, larger copies back.
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
     return conn
 
 
