@@ -43,6 +43,12 @@ TABLES: dict[str, tuple[str, str]] = {
         "The last link of the events hash chain; `python cli.py verify` recomputes the chain.",
     ),
     "_migrations": ("Schema migrations", "Migrations applied to this warehouse, in order."),
+    "sample_index": (
+        "Sample index",
+        "Derived, not part of the log: every accepted sample with whether it is its task's "
+        "current outcome, a copy of an earlier sample, and its latest review. Kept by triggers "
+        "as events land; the samples view reads it.",
+    ),
     FTS_TABLE: (
         "Raw output search index",
         "Derived, not part of the log: a full-text index over the raw output of every LLM "
