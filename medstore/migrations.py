@@ -120,10 +120,13 @@ def m003_sample_index(conn: sqlite3.Connection) -> None:
             review_verdict TEXT,  -- the latest reviewer verdict on its sample_id
             review_note TEXT
         );
-        CREATE INDEX sample_index_task ON sample_index(recipe, task_key) WHERE is_current;
-        CREATE INDEX sample_index_content
-            ON sample_index(recipe, content_hash, accepted_id) WHERE is_current;
+        CREATE INDEX sample_index_task ON sample_index(recipe, task_key);
+        CREATE INDEX sample_index_content ON sample_index(recipe, content_hash);
         CREATE INDEX sample_index_sample_id ON sample_index(sample_id);
+        -- Covers the dataset's count and its facets (recipe, label, review) without the table.
+        CREATE INDEX sample_index_dataset
+            ON sample_index(recipe, label, review_verdict, accepted_id)
+            WHERE is_current AND NOT is_copy;
         INSERT INTO sample_index
         WITH accepted AS (
             SELECT
