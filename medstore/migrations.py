@@ -273,3 +273,23 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             conn.execute("ROLLBACK")
             raise
     return newly
+
+
+@migration
+def m004_task_head_index(conn: sqlite3.Connection) -> None:
+    """A covering index over the events that decide a task's state, for `task_state`.
+
+    Resume and `status` ask for every task's latest state; at 100,000 tasks (1M events) a window
+    over those events' rows took 3 s. With this index the latest event of each task is found
+    from the index alone (a max(id) per task), and only those rows are read.
+    """
+    run_script(
+        conn,
+        """
+        CREATE INDEX events_task_head
+            ON events(recipe, task_key, id, event_type, run_id, created_utc)
+            WHERE event_type IN (
+                'task_started', 'sample_accepted', 'sample_rejected', 'task_failed'
+            );
+        """,
+    )
