@@ -177,6 +177,19 @@ def click_param_decorator(option: click.Option) -> Callable:
 @click.option(
     "--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send and write nothing."
 )
+@click.option(
+    "--batch",
+    "use_batch",
+    is_flag=True,
+    help="Send requests as OpenAI Batch API jobs (half price, hours); use a high --concurrency.",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    help="Seconds between polls of a batch job.",
+)
 @recipe_options
 @db_option
 def run(
@@ -202,6 +215,8 @@ def run(
     max_cost: float | None,
     prices_path: str | None,
     dry_run: bool,
+    use_batch: bool,
+    batch_poll: float,
     db_path: str | None,
     **recipe_kwargs: Any,
 ) -> None:
@@ -244,6 +259,17 @@ def run(
         )
     except BackendUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
+    if use_batch:
+        from .batch_api import BatchBackend
+        from .llm.openai_backend import OpenAIBackend
+
+        if not isinstance(teacher, OpenAIBackend):
+            raise click.ClickException("--batch needs an OpenAI-compatible backend (--base-url)")
+        # Requests that arrive together go in one job: wait for stragglers a moment, but never
+        # longer than a few polls.
+        teacher = BatchBackend(
+            teacher, poll_interval_s=batch_poll, linger_s=min(1.0, 4 * batch_poll)
+        )
     options = RunOptions(
         limit=limit,
         concurrency=concurrency,
@@ -270,6 +296,7 @@ def run(
             "rpm": rpm,
             "tpm": tpm,
             "max_cost_usd": max_cost,
+            "batch": use_batch,
         },
     )
     if dry_run and not Path(db_path or default_db_path()).exists():

@@ -245,7 +245,9 @@ class BatchSubmitted(Event):
     batch_id: str
     input_file_id: str
     base_url: str | None
-    custom_ids: list[str]  # one per request: the hash of its request body
+    requests: int
+    custom_ids: str  # JSON list, one per request: the hash of its request body
+    blob_fields = ("custom_ids",)
 
 
 class BatchFinished(Event):

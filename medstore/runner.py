@@ -387,6 +387,11 @@ class Runner:
             await self.backend.preflight()
         self.writer = self.warehouse.writer()
         envelope = Envelope(self.run_id, self.recipe.name)
+        bind_log = getattr(self.backend, "bind_log", None)
+        if bind_log is not None:  # a backend that records its own events (Batch API jobs)
+            bind_log(
+                self.warehouse, lambda event: self.writer.submit([make_record(event, envelope)])
+            )
         self.writer.submit(
             [
                 make_record(
