@@ -15,8 +15,11 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
     as_root=(sudo)
 else
-    echo "install-browser.sh: need root (or sudo) to apt-get install chromium chromium-driver" >&2
-    exit 1
+    # On a laptop without root the browser tests are skipped; CI must run them.
+    echo "install-browser.sh: need root (or sudo) to apt-get install chromium chromium-driver;" \
+        "the browser tests will be skipped" >&2
+    [ "${CI:-}" = "true" ] && exit 1
+    exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
