@@ -683,6 +683,9 @@ def save_artefacts(
     import transformers
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = out_dir / "checkpoints"  # the Trainer's output_dir; nothing is saved there
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
     model.save_pretrained(str(out_dir))
     base.tokenizer.save_pretrained(str(out_dir))
     artefacts = {
