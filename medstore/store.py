@@ -319,12 +319,8 @@ class Warehouse:
         return {row[0] for row in rows}
 
     def answered_request_hashes(self) -> set[str]:
-        """Hashes of every request the log holds an answer to (read once, from an index)."""
-        rows = self.conn.execute(
-            "SELECT json_extract(payload_json, '$.request_hash') FROM events"
-            " WHERE event_type IN ('llm_response', 'cache_replay')"
-        )
-        return {row[0] for row in rows}
+        """Hashes of every request the log holds an answer to (kept by a trigger, m005)."""
+        return {row[0] for row in self.conn.execute("SELECT request_hash FROM answered_requests")}
 
     def cached_response(self, request_hash: str) -> dict[str, Any] | None:
         """The latest successful response to an identical request, if the log has one."""

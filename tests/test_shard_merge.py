@@ -146,3 +146,90 @@ def test_merge_refuses_a_tampered_source(shard_runs: dict[str, Path], tmp_path: 
     assert not into.exists()
     with pytest.raises(MergeError, match="no such warehouse"):
         merge_warehouses([str(tmp_path / "missing.db")], str(into))
+
+
+# The definitions the derived tables and indexes replaced (m004, m005): the views must still
+# say exactly what these say.
+WINDOW_TASK_STATE = """
+WITH ranked AS (
+    SELECT recipe, task_key, id, run_id, event_type, created_utc,
+        json_extract(payload_json, '$.reason') AS reason,
+        json_extract(payload_json, '$.sample_id') AS sample_id,
+        row_number() OVER (PARTITION BY recipe, task_key ORDER BY id DESC) AS recency
+    FROM events
+    WHERE event_type IN ('task_started', 'sample_accepted', 'sample_rejected', 'task_failed')
+)
+SELECT recipe, task_key,
+    CASE event_type WHEN 'sample_accepted' THEN 'accepted' WHEN 'sample_rejected' THEN 'rejected'
+        WHEN 'task_failed' THEN 'failed' ELSE 'pending' END AS state,
+    reason, sample_id, run_id AS last_run_id, created_utc AS updated_utc
+FROM ranked WHERE recency = 1 ORDER BY recipe, task_key
+"""
+SCAN_RUN_SUMMARY = """
+SELECT e.run_id,
+    max(CASE WHEN e.event_type = 'run_started' THEN e.recipe END) AS recipe,
+    min(e.created_utc) AS started_utc,
+    max(CASE WHEN e.event_type = 'run_finished' THEN e.created_utc END) AS finished_utc,
+    coalesce(max(CASE WHEN e.event_type = 'run_finished'
+        THEN json_extract(e.payload_json, '$.status') END), 'running or crashed') AS status,
+    sum(e.event_type = 'task_started') AS tasks_started,
+    sum(e.event_type = 'sample_accepted') AS accepted,
+    sum(e.event_type = 'sample_rejected') AS rejected,
+    sum(e.event_type = 'task_failed') AS failed,
+    sum(e.event_type = 'source_skipped') AS source_skipped,
+    sum(e.event_type = 'llm_request') AS llm_requests,
+    sum(e.event_type = 'llm_response') AS llm_responses,
+    sum(e.event_type = 'cache_replay') AS cache_replays,
+    sum(e.event_type = 'llm_error') AS llm_errors,
+    sum(e.event_type = 'repair_requested') AS repairs,
+    coalesce(sum(CASE WHEN e.event_type = 'llm_response'
+        THEN json_extract(e.payload_json, '$.input_tokens') END), 0) AS input_tokens,
+    coalesce(sum(CASE WHEN e.event_type = 'llm_response'
+        THEN json_extract(e.payload_json, '$.output_tokens') END), 0) AS output_tokens,
+    round(coalesce(sum(CASE WHEN e.event_type = 'llm_response'
+        THEN json_extract(e.payload_json, '$.cost_usd') END), 0), 6) AS cost_usd,
+    (SELECT json_group_object(reason, n) FROM (
+        SELECT json_extract(f.payload_json, '$.reason') AS reason, count(*) AS n
+        FROM events f WHERE f.run_id = e.run_id
+          AND f.event_type IN ('sample_rejected', 'task_failed', 'source_skipped')
+        GROUP BY 1)) AS failures_by_reason_json
+FROM events e WHERE e.run_id IS NOT NULL GROUP BY e.run_id ORDER BY e.run_id
+"""
+
+
+def test_derived_views_say_what_a_scan_of_the_log_says(
+    shard_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """task_state, run_summary and the answered-request set after faults, repairs, rejections,
+    a resume, and a merge (whose inserts run the same triggers)."""
+    source = write_scenarios(tmp_path / "scenarios.json", 6)
+    db = tmp_path / "faulty.db"
+    with serve(fault_plan={"500": 0.3}, seed=3) as server:
+        server.set_responder(consult_teacher)
+        cli_ok(*run_args(server, db, source, "--retries", "0", "--limit", "4"))
+        cli_ok(*run_args(server, db, source, "--retries", "1"))
+    into = tmp_path / "merged.db"
+    merge_warehouses([str(db), *(str(shard_runs[f"shard{i}"]) for i in range(3))], str(into))
+    older = tmp_path / "older.db"  # as a warehouse written before m005 was released
+    older.write_bytes(into.read_bytes())
+    conn = sqlite3.connect(older)
+    for trigger in ("run_totals_count", "run_failures_count", "answered_requests_add"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for table in ("run_totals", "run_failures", "answered_requests"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM _migrations WHERE name = 'm005_run_totals'")
+    conn.commit()
+    conn.close()
+    for path in (db, into, older):
+        with Warehouse(path) as warehouse:
+            assert warehouse.query(WINDOW_TASK_STATE) == warehouse.query(
+                "SELECT * FROM task_state ORDER BY recipe, task_key"
+            )
+            summary = warehouse.query("SELECT * FROM run_summary ORDER BY run_id")
+            assert summary == warehouse.query(SCAN_RUN_SUMMARY)
+            answered = warehouse.query(
+                "SELECT DISTINCT json_extract(payload_json, '$.request_hash') AS h FROM events"
+                " WHERE event_type IN ('llm_response', 'cache_replay')"
+            )
+            assert warehouse.answered_request_hashes() == {row["h"] for row in answered}
+    assert any(run["failed"] for run in summary)  # the faults did show
