@@ -231,6 +231,9 @@ def run(
         python cli.py run --recipe consult --base-url https://api.deepseek.com/v1 \\
             --model deepseek-chat --api-key-env DEEPSEEK_API_KEY --concurrency 16
         python cli.py run --backend ollama --model llama3.1 --limit 10
+        python cli.py run --recipe consult --model gpt-4o-mini --dry-run
+        python cli.py run --recipe consult --model gpt-4o-mini --rpm 500 --max-cost 20
+        python cli.py run --recipe consult --shard 0/4 --db shard0.db --batch --concurrency 5000
     """
     from .budget import PriceUnknown
     from .llm.prices import use_price_file
