@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -168,6 +170,90 @@ def test_second_start_reuses_the_cache(loaded) -> None:
     assert safetensors.stat().st_mtime_ns == written
     assert list((cache / "models").iterdir()) == folders  # no second copy, no leftovers
     assert warm_seconds < cold_seconds
+
+
+def count_events(db: Path, event_type: str) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(
+            "SELECT count(*) FROM events WHERE event_type = ?", (event_type,)
+        ).fetchone()[0]
+    except sqlite3.OperationalError:  # the first run is still creating the tables
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_consult_run_completes_resumes_and_replays(loaded, tmp_path: Path) -> None:
+    """`run --backend local --limit 3`, killed after its first answers, resumed, run again.
+
+    Every generation is capped at a few tokens (two CPU cores in CI): too few for a profile, so
+    the tasks end rejected after their repairs, which is all this test needs to see them finish.
+    """
+    _, cache, _ = loaded
+    db = tmp_path / "local.db"
+    args = [
+        sys.executable,
+        str(REPO / "cli.py"),
+        "run",
+        "--recipe",
+        "consult",
+        "--backend",
+        "local",
+        "--limit",
+        "3",
+        "--seed",
+        "7",
+        "--no-progress",
+        "--db",
+        str(db),
+    ]
+    env = {
+        **os.environ,
+        "MEDSTORE_CACHE_DIR": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "MEDSTORE_LOCAL_MAX_TOKENS": "12",
+        "OPENAI_BASE_URL": "",
+        "MEDSTORE_BASE_URL": "",
+    }
+    first = subprocess.Popen(
+        args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and first.poll() is None:
+        if count_events(db, "llm_response"):
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    answered = count_events(db, "llm_response")
+    assert answered >= 1 and count_events(db, "sample_rejected") < 3
+
+    resumed = subprocess.run(
+        args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 rejected" in resumed.stdout and "0 failed" in resumed.stdout, resumed.stdout
+    assert f"{answered} cache replays" in resumed.stdout
+    assert count_events(db, "cache_replay") == answered
+
+    requests = count_events(db, "llm_request")
+    again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "3 already done" in again.stdout
+    assert count_events(db, "llm_request") == requests
+
+    conn = sqlite3.connect(db)
+    row = conn.execute(
+        "SELECT payload_json FROM events WHERE event_type = 'llm_response' LIMIT 1"
+    ).fetchone()
+    conn.close()
+    response = json.loads(row[0])
+    assert response["model_reported"].startswith("SmolLM2-135M-Instruct@b2:")
+    assert response["output_tokens"] <= 12 and response["latency_ms"] > 0
 
 
 def test_preflight_names_the_package_when_the_gguf_is_missing(monkeypatch) -> None:
