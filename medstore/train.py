@@ -416,6 +416,7 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     encoded = {
         split: encode_conversations(base.tokenizer, rows, config.max_seq_len, config.overlong)
         for split, rows in data.splits.items()
+        if rows
     }
     if not encoded["train"].examples:
         raise TrainError(
