@@ -196,6 +196,16 @@ SELECT e.run_id,
 FROM events e WHERE e.run_id IS NOT NULL GROUP BY e.run_id ORDER BY e.run_id
 """
 
+SCAN_PROVENANCE = """
+SELECT s.sample_id, e.id, e.event_id, e.event_type
+FROM (
+    SELECT DISTINCT json_extract(payload_json, '$.sample_id') AS sample_id, recipe, task_key
+    FROM events WHERE event_type = 'sample_accepted'
+) s
+JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key
+ORDER BY s.sample_id, e.id
+"""
+
 
 def test_derived_views_say_what_a_scan_of_the_log_says(
     shard_runs: dict[str, Path], tmp_path: Path
@@ -232,4 +242,7 @@ def test_derived_views_say_what_a_scan_of_the_log_says(
                 " WHERE event_type IN ('llm_response', 'cache_replay')"
             )
             assert warehouse.answered_request_hashes() == {row["h"] for row in answered}
+            assert warehouse.query(SCAN_PROVENANCE) == warehouse.query(
+                "SELECT sample_id, id, event_id, event_type FROM provenance ORDER BY sample_id, id"
+            )
     assert any(run["failed"] for run in summary)  # the faults did show

@@ -15,8 +15,8 @@ SELECT
     e.created_utc,
     e.payload_json
 FROM (
-    SELECT DISTINCT json_extract(payload_json, '$.sample_id') AS sample_id, recipe, task_key
-    FROM events
-    WHERE event_type = 'sample_accepted'
+    -- sample_index (m003) holds one row per sample_accepted event, indexed by sample_id, so
+    -- one sample's provenance reads its task's events only, not every accepted payload.
+    SELECT DISTINCT sample_id, recipe, task_key FROM sample_index
 ) s
 JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key;
