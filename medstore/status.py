@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from .store import Warehouse
@@ -10,17 +11,21 @@ from .store import Warehouse
 
 def warehouse_status(warehouse: Warehouse, recent_runs: int = 10) -> dict[str, Any]:
     recipes: dict[str, dict[str, Any]] = {}
+    failures: dict[str, Counter] = {}
+    # One pass over task_state (a second one cost 0.5 s at 100,000 tasks): states, and the
+    # reasons of the rejected and failed tasks.
     for row in warehouse.query(
-        "SELECT recipe, state, count(*) AS n FROM task_state GROUP BY recipe, state ORDER BY recipe"
+        "SELECT recipe, state, reason, count(*) AS n FROM task_state"
+        " GROUP BY recipe, state, reason ORDER BY recipe"
     ):
-        recipes.setdefault(row["recipe"], {"tasks": {}})["tasks"][row["state"]] = row["n"]
+        tasks = recipes.setdefault(row["recipe"], {"tasks": {}})["tasks"]
+        tasks[row["state"]] = tasks.get(row["state"], 0) + row["n"]
+        if row["state"] in ("rejected", "failed"):
+            failures.setdefault(row["recipe"], Counter())[row["reason"]] += row["n"]
     for row in warehouse.query("SELECT recipe, count(*) AS n FROM samples GROUP BY recipe"):
         recipes.setdefault(row["recipe"], {"tasks": {}})["samples"] = row["n"]
-    for row in warehouse.query(
-        "SELECT recipe, reason, count(*) AS n FROM task_state WHERE state IN ('rejected', 'failed')"
-        " GROUP BY recipe, reason ORDER BY n DESC"
-    ):
-        recipes[row["recipe"]].setdefault("failures_by_reason", {})[row["reason"]] = row["n"]
+    for recipe, reasons in failures.items():
+        recipes[recipe]["failures_by_reason"] = dict(reasons.most_common())
     for row in warehouse.query(
         """
         SELECT e.recipe, json_extract(e.payload_json, '$.reason') AS reason, count(*) AS n
