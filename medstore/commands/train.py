@@ -1,4 +1,4 @@
-"""`train` (fine-tune a student on an export) and `eval` (score it against its base model)."""
+"""`train`: fine-tune a student on an export, recorded as events in the warehouse."""
 
 from __future__ import annotations
 
