@@ -35,7 +35,6 @@ from tests.teachers import consult_teacher  # noqa: E402
 
 FAULTS = {"500": 0.20, "429": 0.05, "timeout": 0.05, "truncate": 0.025, "garbage": 0.025}
 SLOW_SHARE = 0.10
-NOBODY = 65534
 
 
 def run_command(base_url: str, db: Path, source: Path) -> list[str]:
@@ -171,15 +170,19 @@ def read_only_check(db: Path, source: Path) -> dict[str, str]:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     before = db.read_bytes()
     mode = db.stat().st_mode
+    folder_mode = db.parent.stat().st_mode
     db.chmod(0o444)
-    db.parent.chmod(0o755)  # readable, not writable, by others
-    # root ignores permissions, so the read-only attempt runs as nobody.
-    as_nobody = (lambda: os.setuid(NOBODY)) if os.geteuid() == 0 else None
+    db.parent.chmod(0o555)  # no -wal or -shm file can be made either
+    # root ignores permissions unless it gives up the capability to.
+    as_user = (
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    )
     with serve() as server:
         server.set_responder(consult_teacher)
         command = run_command(server.openai_base_url, db, source)
-        failed = subprocess.run(command, capture_output=True, text=True, preexec_fn=as_nobody)
+        failed = subprocess.run([*as_user, *command], capture_output=True, text=True)
         unchanged = db.read_bytes() == before
+        db.parent.chmod(folder_mode)
         db.chmod(mode)
         resumed = subprocess.run(command, capture_output=True, text=True)
     message = (failed.stderr or failed.stdout).strip().splitlines()
