@@ -285,3 +285,9 @@ def test_arrays_get_a_decoding_bound_that_keeps_min_items() -> None:
     assert bounded["properties"]["findings"]["maxItems"] == 8
     assert "maxItems" not in schema["properties"]["findings"]
     assert bound_arrays({"type": "array", "minItems": 12}, 8)["maxItems"] == 12
+
+
+def test_optional_pattern_groups_are_spelled_as_alternations() -> None:
+    pattern = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
+    bounded = bound_arrays({"type": "string", "pattern": pattern}, 8)
+    assert bounded["pattern"] == r"^[A-TV-Z][0-9][0-9A-Z](|\.[0-9A-Z]{1,4})$"

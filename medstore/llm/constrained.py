@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -52,13 +53,22 @@ def require(module: str, package: str | None = None) -> ModuleType:
         ) from exc
 
 
+# xgrammar 0.2.8 turns an optional group holding a {m,n} repeat, "(x[0-9]{1,4})?", into something
+# that also accepts "[0-9]" without the "x" (so "C0101" passed the ICD-10 pattern); the same
+# group written as an alternation with the empty string, "(|x[0-9]{1,4})", is enforced exactly.
+OPTIONAL_GROUP = re.compile(r"\(([^()]*)\)\?")
+
+
 def bound_arrays(schema: Any, max_items: int) -> Any:
-    """A copy of the schema where every array without maxItems has one (at least its minItems)."""
+    """A copy of the schema for decoding: every array without maxItems gets one (at least its
+    minItems), and optional groups in patterns are spelled in the form xgrammar enforces."""
     if isinstance(schema, list):
         return [bound_arrays(item, max_items) for item in schema]
     if not isinstance(schema, dict):
         return schema
     bounded = {key: bound_arrays(value, max_items) for key, value in schema.items()}
+    if isinstance(schema.get("pattern"), str):
+        bounded["pattern"] = OPTIONAL_GROUP.sub(r"(|\1)", schema["pattern"])
     kinds = schema.get("type")
     is_array = kinds == "array" or (isinstance(kinds, list) and "array" in kinds)
     if is_array and "maxItems" not in schema:
