@@ -85,11 +85,19 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def token_cap() -> int | None:
-    """``$MEDSTORE_LOCAL_MAX_TOKENS``: a cap on every local generation, for quick trials on a slow
-    CPU (schema stages still close their JSON within it when it leaves room to)."""
+CPU_TOKEN_CAP = 256
+
+
+def token_cap(device: str) -> int | None:
+    """The cap on every local generation: ``$MEDSTORE_LOCAL_MAX_TOKENS`` (0 = none), else 256
+    tokens on a CPU, where the 135M model writes ~12 tokens/s per stream and the recipes' full
+    budgets (up to 800 tokens a stage) would keep a three-task trial busy for ten minutes.
+    Schema stages still close their JSON within the cap."""
     explicit = os.environ.get("MEDSTORE_LOCAL_MAX_TOKENS")
-    return max(1, int(explicit)) if explicit else None
+    if explicit is not None and explicit.strip():
+        cap = int(explicit)
+        return cap if cap > 0 else None
+    return CPU_TOKEN_CAP if device == "cpu" else None
 
 
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any, str]] = {}
@@ -341,7 +349,7 @@ class LocalBackend(Backend):
         self.max_batch = max(1, max_batch)
         self.batch_wait = batch_wait_ms / 1000
         self.device = device
-        self.max_new_tokens = max_new_tokens or token_cap()
+        self.max_new_tokens = max_new_tokens or token_cap(device or default_device())
         self._engine: _Engine | None = None
         self._weights_hash: str | None = None
         self._queue: asyncio.Queue[_Request] | None = None
