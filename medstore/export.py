@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from . import __version__
 from .dataset_card import render_card
 from .events import Envelope, ExportWritten
@@ -128,7 +130,7 @@ def build_rows(
     rows = []
     for task_key in sorted(chosen):
         origin, view_row = chosen[task_key]
-        sample = json.loads(view_row["sample_json"])
+        sample = orjson.loads(view_row["sample_json"])
         messages, converted = chat_messages(recipe, sample)
         stats["think_tags_converted"] += converted
         row: dict[str, Any] = {
@@ -173,7 +175,7 @@ def task_lineage(
             continue
         events_by_task[task_key].append(event_id)
         if event_type == "llm_request":
-            request = json.loads(request_json)
+            request = orjson.loads(request_json)
             models[request["model"]] += 1
             backends[request["backend"]] += 1
             if request.get("prompt_template"):
@@ -190,7 +192,7 @@ def task_lineage(
 
 # Writers ------------------------------------------------------------------------------------------
 def jsonl_lines(rows: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    return [orjson.dumps(row).decode() + "\n" for row in rows]
 
 
 def arrow_table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[Any, list[str]]:
@@ -350,7 +352,7 @@ def export_dataset(
             include_fallbacks=include_fallbacks,
             split_ratio=split_ratio,
         )
-        manifest_text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
+        manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode() + "\n"
         (staging / MANIFEST).write_text(manifest_text, encoding="utf-8")
         (staging / CARD).write_text(render_card(manifest), encoding="utf-8")
         move_into_place(staging, out_dir)
