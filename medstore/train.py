@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .events import Envelope, TrainingFinished, TrainingLogged, TrainingStarted
+from .events import Envelope, TrainingFinished, TrainingLogged, TrainingStarted, make_record
 from .hashing import canonical_json, content_hash, uuid7
 from .resources import code_version
 from .store import Warehouse
@@ -402,6 +403,18 @@ def check_device(config: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def is_main_process() -> bool:
+    """Under torchrun or accelerate (data parallel), rank 0 alone writes events and artefacts."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def event_writer(warehouse: Warehouse) -> Any:
+    """``warehouse.append`` on the main process; elsewhere the records are made, not written."""
+    if is_main_process():
+        return warehouse.append
+    return lambda pairs: [make_record(event, envelope) for event, envelope in pairs]
+
+
 def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     """Check everything (data, device, model, output folder) before writing anything, then train,
     recording the run as events, and save the adapter or model with its manifest."""
@@ -443,7 +456,8 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
         "planned_steps": total_steps,
         "device": device,
     }
-    [started] = warehouse.append(
+    record = event_writer(warehouse)
+    [started] = record(
         [
             (
                 TrainingStarted(
@@ -470,7 +484,7 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     trainer = build_trainer(
         model, base.tokenizer, encoded, config, device, pad_id, logging_steps, total_steps
     )
-    trainer.add_callback(EventLogger(warehouse, training_run_id, envelope))
+    trainer.add_callback(EventLogger(record, training_run_id, envelope))
     if config.progress:
         trainer.add_callback(LossProgress(total_steps))
     status, message = "failed", None
@@ -488,7 +502,7 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
         }
         if encoded.get("validation") and encoded["validation"].examples:
             metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-        manifest = save_artefacts(
+        manifest = (save_artefacts if is_main_process() else no_artefacts)(
             trainer.model,
             base,
             config,
@@ -517,7 +531,7 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
             training_manifest_hash=manifest["manifest_hash"] if status == "completed" else None,
             message=message,
         )
-        warehouse.append([(finished, envelope)])
+        record([(finished, envelope)])
     return TrainResult(training_run_id, out_dir, metrics, manifest, counts)
 
 
@@ -614,8 +628,8 @@ class CountingTrainer(Trainer):
 class EventLogger(TrainerCallback):
     """Writes every training log (loss, learning rate, eval loss) as a ``training_logged`` event."""
 
-    def __init__(self, warehouse: Warehouse, training_run_id: str, envelope: Envelope) -> None:
-        self.warehouse = warehouse
+    def __init__(self, record: Any, training_run_id: str, envelope: Envelope) -> None:
+        self.record = record
         self.training_run_id = training_run_id
         self.envelope = envelope
 
@@ -632,7 +646,7 @@ class EventLogger(TrainerCallback):
             eval_loss=logs.get("eval_loss"),
             grad_norm=logs.get("grad_norm"),
         )
-        self.warehouse.append([(event, self.envelope)])
+        self.record([(event, self.envelope)])
 
 
 class LossProgress(TrainerCallback):
@@ -664,6 +678,11 @@ class LossProgress(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def no_artefacts(*_: Any) -> dict[str, Any]:
+    """What a non-main data-parallel process saves: nothing (rank 0 writes the folder)."""
+    return {"artefacts": {}, "manifest_hash": None}
 
 
 def save_artefacts(

@@ -164,3 +164,17 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
         with model.disable_adapter():
             original = model(**prompt).logits
     assert (trained - original).abs().max() > 1e-3
+
+
+def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> None:
+    from medstore.events import Envelope, TrainingLogged
+    from medstore.train import event_writer
+
+    event = TrainingLogged(training_run_id="t", step=1, epoch=0.1, loss=1.0)
+    with Warehouse(tmp_path / "w.db") as warehouse:
+        monkeypatch.setenv("RANK", "1")
+        [made] = event_writer(warehouse)([(event, Envelope())])
+        assert made.event_id and warehouse.query("SELECT count(*) n FROM events")[0]["n"] == 0
+        monkeypatch.setenv("RANK", "0")
+        event_writer(warehouse)([(event, Envelope())])
+        assert warehouse.query("SELECT count(*) n FROM events")[0]["n"] == 1
