@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,22 +21,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from teacher_process import teacher_process  # noqa: E402
+
 from medstore.events import Envelope, LLMResponse, make_record  # noqa: E402
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
 from medstore.recipes.consult import ConsultRecipe  # noqa: E402
 from medstore.runner import RetryPolicy, Runner, RunOptions  # noqa: E402
 from medstore.store import Warehouse, append_records, connect  # noqa: E402
-
-SERVER = """
-import sys, time
-sys.path.insert(0, {repo!r})
-from tests.fakeserver import serve
-from tests.teachers import consult_teacher
-with serve(latency_s={latency}) as server:
-    server.set_responder(consult_teacher)
-    print(server.openai_base_url, flush=True)
-    sys.stdin.read()
-"""
 
 
 def write_scenarios(path: Path, n: int) -> None:
@@ -64,30 +54,22 @@ def bench_runner(requests: int, concurrency: int, latency: float) -> dict[str, f
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "scenarios.json"
         write_scenarios(source, tasks)
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER.format(repo=str(REPO), latency=latency)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        base_url = server.stdout.readline().strip()
-        try:
-            with Warehouse(Path(tmp) / "bench.db") as warehouse:
-                backend = OpenAIBackend("fake-model", base_url, timeout=30)
-                options = RunOptions(
-                    concurrency=concurrency,
-                    progress=False,
-                    retry=RetryPolicy(retries=3, base_delay=0.01),
-                )
-                runner = Runner(warehouse, ConsultRecipe(), backend, options)
-                started = time.perf_counter()
-                result = asyncio.run(runner.run(str(source)))
-                elapsed = time.perf_counter() - started
-                events = warehouse.conn.execute("SELECT count(*) FROM events").fetchone()[0]
-                assert result.counts["accepted"] == tasks, result.counts
-        finally:
-            server.stdin.close()
-            server.wait()
+        with (
+            teacher_process("teachers:consult_teacher", latency) as base_url,
+            Warehouse(Path(tmp) / "bench.db") as warehouse,
+        ):
+            backend = OpenAIBackend("fake-model", base_url, timeout=30)
+            options = RunOptions(
+                concurrency=concurrency,
+                progress=False,
+                retry=RetryPolicy(retries=3, base_delay=0.01),
+            )
+            runner = Runner(warehouse, ConsultRecipe(), backend, options)
+            started = time.perf_counter()
+            result = asyncio.run(runner.run(str(source)))
+            elapsed = time.perf_counter() - started
+            events = warehouse.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            assert result.counts["accepted"] == tasks, result.counts
     achieved = requests / elapsed
     ideal = concurrency / latency
     return {

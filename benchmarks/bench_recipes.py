@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from teacher_process import teacher_process  # noqa: E402
 
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
 from medstore.recipes import get_recipe  # noqa: E402
@@ -26,22 +27,11 @@ from medstore.sources.medec import MedecPair, default_medec_path, read_medec  # 
 from medstore.store import Warehouse  # noqa: E402
 from medstore.structure import check_structure  # noqa: E402
 
-SERVER = """
-import sys
-sys.path.insert(0, {repo!r})
-from tests.fakeserver import serve
-from tests.{module} import {responder} as responder
-with serve(latency_s={latency}) as server:
-    server.set_responder(responder)
-    print(server.openai_base_url, flush=True)
-    sys.stdin.read()
-"""
-
 # recipe -> (scripted teacher, extra recipe options)
 RECIPES = {
-    "medec-cot": ("teachers_medec", "medec_teacher", {}),
-    "medec-safe": ("teachers_medec", "medec_teacher", {"add_reasoning": True}),
-    "hierarchical": ("teachers_hierarchical", "hierarchical_teacher", {}),
+    "medec-cot": ("teachers_medec:medec_teacher", {}),
+    "medec-safe": ("teachers_medec:medec_teacher", {"add_reasoning": True}),
+    "hierarchical": ("teachers_hierarchical:hierarchical_teacher", {}),
 }
 
 
@@ -89,42 +79,30 @@ def repeated_source(name: str, tmp: Path, tasks: int) -> str | None:
 
 
 def bench_recipe(name: str, tasks: int, concurrency: int, latency: float) -> dict[str, float]:
-    module, responder, extra = RECIPES[name]
+    responder, extra = RECIPES[name]
     with tempfile.TemporaryDirectory() as tmp:
         source = repeated_source(name, Path(tmp), tasks)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SERVER.format(repo=str(REPO), module=module, responder=responder, latency=latency),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        base_url = server.stdout.readline().strip()
-        try:
-            with Warehouse(Path(tmp) / "bench.db") as warehouse:
-                recipe = get_recipe(name)(dict(extra))
-                planned = [t for t in recipe.read_source(source) if isinstance(t, Task)]
-                limit = min(tasks, len(planned))
-                backend = OpenAIBackend("fake-model", base_url, timeout=30)
-                options = RunOptions(
-                    concurrency=concurrency,
-                    progress=False,
-                    limit=limit,
-                    retry=RetryPolicy(retries=3, base_delay=0.01),
-                )
-                runner = Runner(warehouse, recipe, backend, options)
-                started = time.perf_counter()
-                result = asyncio.run(runner.run(source))
-                elapsed = time.perf_counter() - started
-                requests = warehouse.conn.execute(
-                    "SELECT count(*) FROM events WHERE event_type = 'llm_request'"
-                ).fetchone()[0]
-        finally:
-            server.stdin.close()
-            server.wait()
+        with (
+            teacher_process(responder, latency) as base_url,
+            Warehouse(Path(tmp) / "bench.db") as warehouse,
+        ):
+            recipe = get_recipe(name)(dict(extra))
+            planned = [t for t in recipe.read_source(source) if isinstance(t, Task)]
+            limit = min(tasks, len(planned))
+            backend = OpenAIBackend("fake-model", base_url, timeout=30)
+            options = RunOptions(
+                concurrency=concurrency,
+                progress=False,
+                limit=limit,
+                retry=RetryPolicy(retries=3, base_delay=0.01),
+            )
+            runner = Runner(warehouse, recipe, backend, options)
+            started = time.perf_counter()
+            result = asyncio.run(runner.run(source))
+            elapsed = time.perf_counter() - started
+            requests = warehouse.conn.execute(
+                "SELECT count(*) FROM events WHERE event_type = 'llm_request'"
+            ).fetchone()[0]
     ideal = concurrency / latency
     return {
         "tasks": limit,

@@ -227,7 +227,6 @@ class EvalResult(Event):
     config: dict[str, Any] = {}
 
 
-
 # Scale: merges and OpenAI Batch API jobs ---------------------------------------------------------
 class WarehouseMerged(Event):
     """Other warehouses' events were unioned into this one (by event id, each chain verified)."""
@@ -258,6 +257,7 @@ class BatchFinished(Event):
     status: str  # completed | failed | expired | cancelled
     succeeded: int
     failed: int
+
 
 # Credentialed sources (MIMIC) ---------------------------------------------------------------------
 class DataUseDecision(Event):

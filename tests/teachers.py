@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 
@@ -118,3 +119,24 @@ def consult_teacher(request: dict[str, Any]) -> str:
     if stage == "reasoning":
         return REASONING
     return json.dumps(EXPERT)
+
+
+SPECIALTIES = ("cardiology", "neurology", "paediatrics", "psychiatry")
+
+
+def write_scenarios(path: Path, n: int, specialties: tuple[str, ...] = SPECIALTIES) -> Path:
+    """A consult source of n scenarios (case-00, case-01, ...) that the scripted teacher answers."""
+    scenarios = [
+        {
+            "id": f"case-{i:02d}",
+            "specialty": specialties[i % len(specialties)],
+            "age": 30 + i,
+            "sex": "female" if i % 2 else "male",
+            "symptoms": ["chest pain", "sweating"],
+            "risk_factors": ["smoker"],
+            "background": "Presents to the emergency department.",
+        }
+        for i in range(n)
+    ]
+    path.write_text(json.dumps(scenarios))
+    return path

@@ -24,7 +24,15 @@ from medstore.cli import cli
 
 from .conftest import REPO
 from .fakeserver import Reply, serve
-from .teachers import EXPERT, consult_stage, consult_teacher, first_user_message
+from .teachers import (
+    EXPERT,
+    consult_stage,
+    consult_teacher,
+    first_user_message,
+    write_scenarios,
+)
+
+SERVE_SPECIALTIES = ("cardiology", "neurology", "paediatrics")
 
 RISK_BY_CASE = ["high", "moderate", "high", "low", "high", "moderate"]
 UNPARSEABLE_FIRST = 1  # case-01: the first expert answer is not JSON, the repair fixes it
@@ -69,28 +77,10 @@ class ScriptedTeacher:
         return json.dumps(expert)
 
 
-def write_scenarios(path: Path, n: int = 6) -> Path:
-    specialties = ["cardiology", "neurology", "paediatrics"]
-    scenarios = [
-        {
-            "id": f"case-{i:02d}",
-            "specialty": specialties[i % len(specialties)],
-            "age": 30 + i,
-            "sex": "female" if i % 2 else "male",
-            "symptoms": ["chest pain", "sweating"],
-            "risk_factors": ["smoker"],
-            "background": "Presents to the emergency department.",
-        }
-        for i in range(n)
-    ]
-    path.write_text(json.dumps(scenarios))
-    return path
-
-
 def build_warehouse(folder: Path) -> Path:
     """Run consult over six scenarios into folder/warehouse.db; returns its path."""
     db = folder / "warehouse.db"
-    scenarios = write_scenarios(folder / "scenarios.json")
+    scenarios = write_scenarios(folder / "scenarios.json", 6, SERVE_SPECIALTIES)
     with serve() as server:
         server.set_responder(ScriptedTeacher())
         result = CliRunner().invoke(

@@ -20,26 +20,7 @@ from medstore.store import Warehouse
 
 from .conftest import REPO
 from .fakeserver import Reply, serve
-from .teachers import EXPERT, consult_stage, consult_teacher
-
-SPECIALTIES = ["cardiology", "neurology", "paediatrics", "psychiatry"]
-
-
-def write_scenarios(path: Path, n: int) -> Path:
-    scenarios = [
-        {
-            "id": f"case-{i:02d}",
-            "specialty": SPECIALTIES[i % len(SPECIALTIES)],
-            "age": 30 + i,
-            "sex": "female" if i % 2 else "male",
-            "symptoms": ["chest pain", "sweating"],
-            "risk_factors": ["smoker"],
-            "background": "Presents to the emergency department.",
-        }
-        for i in range(n)
-    ]
-    path.write_text(json.dumps(scenarios))
-    return path
+from .teachers import EXPERT, consult_stage, consult_teacher, write_scenarios
 
 
 @pytest.fixture
@@ -191,7 +172,7 @@ def test_repair_loop_invalid_json_then_valid(teacher, db_path, scenarios) -> Non
         assert [row["attempt"] for row in repair] == [0, 1]
         params = json.loads(repair[1]["payload_json"])["params"]
         assert params["temperature"] == 0.3
-    repair_request = [r for r in teacher.chat_requests() if len(r.json["messages"]) == 4][0]
+    repair_request = next(r for r in teacher.chat_requests() if len(r.json["messages"]) == 4)
     assert "not valid JSON" in repair_request.json["messages"][3]["content"]
 
 
