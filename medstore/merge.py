@@ -18,6 +18,7 @@ from typing import Any
 
 from .events import Envelope, WarehouseMerged, make_record
 from .hashing import canonical_json
+from .projections import project
 from .store import EVENT_COLUMNS, Warehouse, WarehouseError, describe_sqlite_error, link_hash
 
 INSERT_CHUNK = 5000
@@ -164,3 +165,4 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
             f" VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 2))})",
             rows,
         )
+        project(conn, rows)

@@ -438,3 +438,18 @@ def m005_run_totals(conn: sqlite3.Connection) -> None:
         END;
         """,
     )
+
+
+@migration
+def m006_projections_in_the_writer(conn: sqlite3.Connection) -> None:
+    """The writer keeps the derived tables (medstore/projections.py); drop m003's and m005's
+    triggers. Any AFTER INSERT trigger on `events`, even one whose WHEN is false, makes SQLite
+    copy every new row for NEW: appends ran at less than half their speed."""
+    for trigger in (
+        "sample_index_outcome",
+        "sample_index_review",
+        "run_totals_count",
+        "run_failures_count",
+        "answered_requests_add",
+    ):
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")

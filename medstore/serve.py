@@ -46,23 +46,23 @@ TABLES: dict[str, tuple[str, str]] = {
     "sample_index": (
         "Sample index",
         "Derived, not part of the log: every accepted sample with whether it is its task's "
-        "current outcome, a copy of an earlier sample, and its latest review. Kept by triggers "
+        "current outcome, a copy of an earlier sample, and its latest review. Kept by the writer "
         "as events land; the samples view reads it.",
     ),
     "run_totals": (
         "Run totals",
-        "Derived, not part of the log: per-run counts, tokens and cost, kept by triggers as "
+        "Derived, not part of the log: per-run counts, tokens and cost, kept by the writer as "
         "events land; the run_summary view reads it.",
     ),
     "run_failures": (
         "Run failures",
         "Derived, not part of the log: rejected, failed and skipped counts per run and reason, "
-        "kept by triggers; run_summary reads it.",
+        "kept by the writer; run_summary reads it.",
     ),
     "answered_requests": (
         "Answered requests",
         "Derived, not part of the log: the hash of every request the log holds an answer to "
-        "(the request cache's index), kept by a trigger.",
+        "(the request cache's index), kept by the writer.",
     ),
     FTS_TABLE: (
         "Raw output search index",

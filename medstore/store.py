@@ -18,6 +18,7 @@ from typing import Any
 from .events import Envelope, Event, EventRecord, make_record
 from .hashing import HASH_TAG, canonical_json, content_hash
 from .migrations import migrate
+from .projections import project
 from .resources import resource_dir
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None
             rows,
         )
         del cursor
+        project(conn, rows)
         last_id = conn.execute("SELECT max(id) FROM events").fetchone()[0]
         conn.execute(
             "UPDATE chain_head SET last_id = ?, last_hash = ?, event_count = ?",
@@ -319,7 +321,7 @@ class Warehouse:
         return {row[0] for row in rows}
 
     def answered_request_hashes(self) -> set[str]:
-        """Hashes of every request the log holds an answer to (kept by a trigger, m005)."""
+        """Hashes of every request the log holds an answer to (see medstore/projections.py)."""
         return {row[0] for row in self.conn.execute("SELECT request_hash FROM answered_requests")}
 
     def cached_response(self, request_hash: str) -> dict[str, Any] | None:

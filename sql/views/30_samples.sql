@@ -1,7 +1,7 @@
 -- samples: the current accepted sample of every task. A task's latest verdict must be an
 -- acceptance; exact duplicates (same content hash within a recipe) keep only the earliest; samples
--- a reviewer rejected are left out. The work is done as events land, by the triggers that keep
--- `sample_index` (migration m003), so reading the whole dataset costs one scan of a small table.
+-- a reviewer rejected are left out. The work is done as events land, by the writer that keeps
+-- `sample_index` (migration m003, medstore/projections.py), so reading the whole dataset costs one scan of a small table.
 CREATE VIEW samples AS
 SELECT
     s.sample_id,
