@@ -82,6 +82,36 @@ def bench_runner(requests: int, concurrency: int, latency: float) -> dict[str, f
     }
 
 
+def bench_bare_client(requests: int, concurrency: int, latency: float) -> float:
+    """Requests/s of a bare aiohttp client against the same server: no events, no validation.
+    On a small machine the server shares the CPU, so this, not concurrency ÷ latency, is the
+    most any client could get here."""
+    import aiohttp
+
+    body = {
+        "model": "fake-model",
+        "messages": [
+            {"role": "system", "content": "You are a clinician."},
+            {"role": "user", "content": "Write the patient profile: age (40), sex (male)."},
+        ],
+    }
+
+    async def run(base_url: str) -> float:
+        gate = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def one() -> None:
+                async with gate, session.post(f"{base_url}/chat/completions", json=body) as reply:
+                    await reply.read()
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(requests)))
+            return requests / (time.perf_counter() - started)
+
+    with teacher_process("teachers:consult_teacher", latency) as base_url:
+        return asyncio.run(run(base_url))
+
+
 def sample_records(n: int) -> list:
     envelope = Envelope(run_id="bench", recipe="consult", task_key="consult:x:v1", stage="expert")
     return [
@@ -153,6 +183,7 @@ def main() -> None:
     args = parser.parse_args()
 
     runner = bench_runner(args.requests, args.concurrency, args.latency)
+    bare = bench_bare_client(args.requests, args.concurrency, args.latency)
     append = bench_append(args.append_events, args.batch)
     print(f"{'measure':<44}{'value':>14}{'baseline':>14}{'ratio':>8}")
     print(
@@ -160,6 +191,12 @@ def main() -> None:
         f"{runner['ideal_per_s']:>14.1f}{runner['ratio']:>8.2f}"
     )
     print(f"{'  (baseline = concurrency / latency)':<44}")
+    print(
+        f"{'runner requests/s vs a bare aiohttp client':<44}{runner['requests_per_s']:>14.1f}"
+        f"{bare:>14.1f}{runner['requests_per_s'] / bare:>8.2f}"
+    )
+    bare_note = f"  (bare client: {bare / runner['ideal_per_s']:.2f} of the ideal)"
+    print(f"{bare_note:<44}")
     print(f"{'runner events committed/s':<44}{runner['events_per_s']:>14.1f}{'':>14}{'':>8}")
     print(
         f"{'log append events/s (batches of ' + str(args.batch) + ')':<44}"
