@@ -7,12 +7,13 @@ literal JSON braces in a prompt need no escaping.
 
 from __future__ import annotations
 
-import json
 import string
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .hashing import content_hash
 from .resources import resource_dir
@@ -46,7 +47,7 @@ class PromptTemplate:
 def render_value(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def parse_template(name: str, text: str) -> PromptTemplate:

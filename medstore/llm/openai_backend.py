@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import aiohttp
+import orjson
 
 from .base import (
     Backend,
@@ -25,6 +26,7 @@ from .base import (
     is_loopback_url,
 )
 
+JSON_CONTENT = {"Content-Type": "application/json"}
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -143,7 +145,9 @@ class OpenAIBackend(Backend):
         url = f"{self.base_url}/chat/completions"
         try:
             async with self.session().post(
-                url, json=self.request_body(messages, params, schema)
+                url,
+                data=orjson.dumps(self.request_body(messages, params, schema)),
+                headers=JSON_CONTENT,
             ) as response:
                 status = response.status
                 headers = response.headers
