@@ -178,8 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def send_body(self, status: int, body: bytes, content_type: str,
-                  headers: dict[str, str] | None = None, length: int | None = None) -> None:
+    def send_body(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -235,8 +241,10 @@ class FakeLLMServer:
         self._stopping.clear()
         self._httpd = _HTTPServer(self)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
-            name="FakeLLMServer", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="FakeLLMServer",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -355,8 +363,11 @@ class FakeLLMServer:
             draw = self._rng.random()
         for key, rate in plan.items():
             if draw < rate:
-                return Reply(content="", fault=key) if key in FAULTS else Reply(
-                    content=f"injected HTTP {key}", status=int(key))
+                return (
+                    Reply(content="", fault=key)
+                    if key in FAULTS
+                    else Reply(content=f"injected HTTP {key}", status=int(key))
+                )
             draw -= rate
         return None
 
@@ -380,10 +391,14 @@ class FakeLLMServer:
             body = None
         with self._lock:
             self._count += 1
-            self.requests.append(RecordedRequest(
-                path=path, method=method,
-                headers=Headers((k.lower(), v) for k, v in handler.headers.items()), json=body,
-            ))
+            self.requests.append(
+                RecordedRequest(
+                    path=path,
+                    method=method,
+                    headers=Headers((k.lower(), v) for k, v in handler.headers.items()),
+                    json=body,
+                )
+            )
         routes = {
             ("GET", "/v1/models"): self._models,
             ("GET", "/api/tags"): self._tags,
@@ -393,12 +408,28 @@ class FakeLLMServer:
         }
         route = routes.get((method, path))
         if route is None:
-            handler.send_json(404, {"error": {"message": f"no route {method} {path}",
-                                              "type": "invalid_request_error", "code": None}})
+            handler.send_json(
+                404,
+                {
+                    "error": {
+                        "message": f"no route {method} {path}",
+                        "type": "invalid_request_error",
+                        "code": None,
+                    }
+                },
+            )
             return
         if route is self._generate and not isinstance(body, dict):
-            handler.send_json(400, {"error": {"message": "body must be a JSON object",
-                                              "type": "invalid_request_error", "code": None}})
+            handler.send_json(
+                400,
+                {
+                    "error": {
+                        "message": "body must be a JSON object",
+                        "type": "invalid_request_error",
+                        "code": None,
+                    }
+                },
+            )
             return
         try:
             route(handler, path, body or {})
@@ -406,18 +437,39 @@ class FakeLLMServer:
             handler.close_connection = True
 
     def _models(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
-        handler.send_json(200, {"object": "list", "data": [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fakeserver"}
-            for m in self.models
-        ]})
+        handler.send_json(
+            200,
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1700000000, "owned_by": "fakeserver"}
+                    for m in self.models
+                ],
+            },
+        )
 
     def _tags(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
-        handler.send_json(200, {"models": [
-            {"name": m, "model": m, "modified_at": "2024-01-01T00:00:00Z", "size": 1,
-             "digest": "0" * 64, "details": {"format": "gguf", "family": "fake",
-                                              "parameter_size": "1B", "quantization_level": "Q4"}}
-            for m in self.models
-        ]})
+        handler.send_json(
+            200,
+            {
+                "models": [
+                    {
+                        "name": m,
+                        "model": m,
+                        "modified_at": "2024-01-01T00:00:00Z",
+                        "size": 1,
+                        "digest": "0" * 64,
+                        "details": {
+                            "format": "gguf",
+                            "family": "fake",
+                            "parameter_size": "1B",
+                            "quantization_level": "Q4",
+                        },
+                    }
+                    for m in self.models
+                ]
+            },
+        )
 
     def _over_rate_limit(self) -> float | None:
         """Seconds until a slot frees when this arrival exceeds ``rate_limit``, else None."""
@@ -436,10 +488,18 @@ class FakeLLMServer:
     def _generate(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
         wait_s = self._over_rate_limit()
         if wait_s is not None:
-            handler.send_json(429, {"error": {"message": "rate limit reached",
-                                              "type": "rate_limit_exceeded", "param": None,
-                                              "code": None}},
-                              {"Retry-After": f"{max(wait_s, 0.0):.3f}"})
+            handler.send_json(
+                429,
+                {
+                    "error": {
+                        "message": "rate limit reached",
+                        "type": "rate_limit_exceeded",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                {"Retry-After": f"{max(wait_s, 0.0):.3f}"},
+            )
             return
         self._sleep(self.latency_s)
         reply = self._next_reply(body)
@@ -458,10 +518,22 @@ class FakeLLMServer:
             if reply.status == 429 and not any(k.lower() == "retry-after" for k in headers):
                 headers["Retry-After"] = self.retry_after
             message = reply.content or f"fake HTTP {reply.status}"
-            payload: Any = {"error": message} if ollama else {"error": {
-                "message": message, "type": "server_error" if reply.status >= 500 else
-                "rate_limit_exceeded" if reply.status == 429 else "invalid_request_error",
-                "param": None, "code": None}}
+            payload: Any = (
+                {"error": message}
+                if ollama
+                else {
+                    "error": {
+                        "message": message,
+                        "type": "server_error"
+                        if reply.status >= 500
+                        else "rate_limit_exceeded"
+                        if reply.status == 429
+                        else "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
             handler.send_json(reply.status, payload, headers)
             return
         model = str(body.get("model") or self.models[0])
@@ -473,38 +545,70 @@ class FakeLLMServer:
             completion_tokens = count_tokens(reply.content)
         if ollama:
             stream = body.get("stream", True) is not False  # Ollama streams unless told not to
-            data, content_type = self._ollama_body(path, model, reply, prompt_tokens,
-                                                   completion_tokens, stream)
+            data, content_type = self._ollama_body(
+                path, model, reply, prompt_tokens, completion_tokens, stream
+            )
         else:
             stream = bool(body.get("stream"))
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            data, content_type = self._openai_body(model, reply, prompt_tokens, completion_tokens,
-                                                   stream, include_usage)
+            data, content_type = self._openai_body(
+                model, reply, prompt_tokens, completion_tokens, stream, include_usage
+            )
         if reply.fault == "truncate":
             data = data[: len(data) // 2]
         handler.send_body(200, data, content_type, reply.headers)
 
-    def _openai_body(self, model: str, reply: Reply, prompt_tokens: int, completion_tokens: int,
-                     stream: bool, include_usage: bool) -> tuple[bytes, str]:
+    def _openai_body(
+        self,
+        model: str,
+        reply: Reply,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stream: bool,
+        include_usage: bool,
+    ) -> tuple[bytes, str]:
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         if not stream:
-            return json.dumps({
-                "id": ident, "object": "chat.completion", "created": created, "model": model,
-                "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "logprobs": None, "finish_reason": reply.finish_reason,
-                             "message": {"role": "assistant", "content": reply.content,
-                                         "refusal": None}}],
-                "usage": usage,
-            }).encode(), "application/json"
+            return json.dumps(
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "fp_fake",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "logprobs": None,
+                            "finish_reason": reply.finish_reason,
+                            "message": {
+                                "role": "assistant",
+                                "content": reply.content,
+                                "refusal": None,
+                            },
+                        }
+                    ],
+                    "usage": usage,
+                }
+            ).encode(), "application/json"
 
         def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-            return {"id": ident, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "system_fingerprint": "fp_fake",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                 "finish_reason": finish_reason}]}
+            return {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                ],
+            }
 
         events = [chunk({"role": "assistant", "content": ""}, None)]
         events += [chunk({"content": piece}, None) for piece in _stream_pieces(reply.content)]
@@ -514,8 +618,15 @@ class FakeLLMServer:
         lines = [f"data: {json.dumps(event)}\n\n" for event in events] + ["data: [DONE]\n\n"]
         return "".join(lines).encode(), "text/event-stream; charset=utf-8"
 
-    def _ollama_body(self, path: str, model: str, reply: Reply, prompt_tokens: int,
-                     completion_tokens: int, stream: bool) -> tuple[bytes, str]:
+    def _ollama_body(
+        self,
+        path: str,
+        model: str,
+        reply: Reply,
+        prompt_tokens: int,
+        completion_tokens: int,
+        stream: bool,
+    ) -> tuple[bytes, str]:
         chat = path == "/api/chat"
 
         def text_fields(text: str) -> dict[str, Any]:
@@ -523,13 +634,23 @@ class FakeLLMServer:
                 return {"message": {"role": "assistant", "content": text}}
             return {"response": text}
 
-        lines = [json.dumps({"model": model, "created_at": _iso_now(), **text_fields(piece),
-                             "done": False}) for piece in _stream_pieces(reply.content)]
+        lines = [
+            json.dumps(
+                {"model": model, "created_at": _iso_now(), **text_fields(piece), "done": False}
+            )
+            for piece in _stream_pieces(reply.content)
+        ]
         final: dict[str, Any] = {
-            "model": model, "created_at": _iso_now(), **text_fields(reply.content), "done": True,
-            "done_reason": reply.finish_reason, "total_duration": 1_000_000,
-            "load_duration": 1_000, "prompt_eval_count": prompt_tokens,
-            "prompt_eval_duration": 1_000, "eval_count": completion_tokens,
+            "model": model,
+            "created_at": _iso_now(),
+            **text_fields(reply.content),
+            "done": True,
+            "done_reason": reply.finish_reason,
+            "total_duration": 1_000_000,
+            "load_duration": 1_000,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": 1_000,
+            "eval_count": completion_tokens,
             "eval_duration": 1_000,
         }
         if not chat:

@@ -17,8 +17,10 @@ try:
 except ImportError:  # tests/ itself on sys.path (pytest's rootdir-less prepend mode)
     from fakeserver import FakeLLMServer, Reply, serve  # type: ignore[no-redef]
 
-MESSAGES: Any = [{"role": "system", "content": "be brief"},
-                 {"role": "user", "content": "what is aspirin"}]
+MESSAGES: Any = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "what is aspirin"},
+]
 
 
 @pytest.fixture
@@ -128,12 +130,14 @@ def test_broken_bodies_fail_on_the_client(server: FakeLLMServer, fault: str) -> 
     server.enqueue("a reply that will not parse", fault=fault)
     with pytest.raises(ValueError):  # the SDK lets json.JSONDecodeError through
         ask(server)
-    response = httpx.post(server.openai_base_url + "/chat/completions",
-                          json={"model": "m", "messages": MESSAGES})
+    response = httpx.post(
+        server.openai_base_url + "/chat/completions", json={"model": "m", "messages": MESSAGES}
+    )
     assert response.status_code == 200  # the next request is served normally
     server.enqueue("x y z", fault=fault)
-    response = httpx.post(server.openai_base_url + "/chat/completions",
-                          json={"model": "m", "messages": MESSAGES})
+    response = httpx.post(
+        server.openai_base_url + "/chat/completions", json={"model": "m", "messages": MESSAGES}
+    )
     assert response.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         response.json()
@@ -142,7 +146,8 @@ def test_broken_bodies_fail_on_the_client(server: FakeLLMServer, fault: str) -> 
 def test_stream_sse(server: FakeLLMServer) -> None:
     server.enqueue("aspirin inhibits COX enzymes")
     stream = client(server).chat.completions.create(
-        model="teacher", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+        model="teacher", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "aspirin inhibits COX enzymes"
@@ -170,8 +175,7 @@ def test_ollama_chat_shape(server: FakeLLMServer) -> None:
 
 def test_ollama_generate_shape(server: FakeLLMServer) -> None:
     server.enqueue("generated text")
-    body = {"model": "llama3.1", "system": "be brief", "prompt": "what is aspirin",
-            "stream": False}
+    body = {"model": "llama3.1", "system": "be brief", "prompt": "what is aspirin", "stream": False}
     data = httpx.post(server.url + "/api/generate", json=body).json()
     assert data["response"] == "generated text"
     assert data["done"] is True
@@ -224,8 +228,10 @@ def test_seeded_fault_plan_is_deterministic() -> None:
         with serve(fault_plan=plan, seed=42, retry_after="2") as fake, httpx.Client() as http:
             for _ in range(40):
                 try:
-                    response = http.post(fake.openai_base_url + "/chat/completions",
-                                         json={"model": "m", "messages": MESSAGES})
+                    response = http.post(
+                        fake.openai_base_url + "/chat/completions",
+                        json={"model": "m", "messages": MESSAGES},
+                    )
                 except httpx.TransportError:
                     results.append("drop")
                     continue
@@ -259,11 +265,12 @@ def test_fault_plan_is_validated() -> None:
 
 def test_64_concurrent_requests_are_served_in_parallel() -> None:
     async def run(fake: FakeLLMServer) -> list[str]:
-        async with openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="test",
-                                      max_retries=0) as aclient:
-            completions = await asyncio.gather(*(
-                aclient.chat.completions.create(model="m", messages=MESSAGES) for _ in range(64)
-            ))
+        async with openai.AsyncOpenAI(
+            base_url=fake.openai_base_url, api_key="test", max_retries=0
+        ) as aclient:
+            completions = await asyncio.gather(
+                *(aclient.chat.completions.create(model="m", messages=MESSAGES) for _ in range(64))
+            )
         return [c.choices[0].message.content or "" for c in completions]
 
     with serve(latency_s=0.05) as fake:
