@@ -231,14 +231,27 @@ def test_consult_run_completes_resumes_and_replays(loaded, tmp_path: Path) -> No
     first.wait()
     answered = count_events(db, "llm_response")
     assert answered >= 1 and count_events(db, "sample_rejected") < 3
+    conn = sqlite3.connect(db)
+    # Answers paid for by tasks the kill left unfinished: the resumed run must replay them all.
+    paid = {row[0] for row in conn.execute(
+        "SELECT event_id FROM events WHERE event_type = 'llm_response' AND task_key NOT IN"
+        " (SELECT task_key FROM events WHERE event_type IN ('sample_accepted', 'sample_rejected'))"
+    )}  # fmt: skip
+    conn.close()
 
     resumed = subprocess.run(
         args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "3 rejected" in resumed.stdout and "0 failed" in resumed.stdout, resumed.stdout
-    assert f"{answered} cache replays" in resumed.stdout
-    assert count_events(db, "cache_replay") == answered
+    # They come back from the log, not the model (identical requests within the resumed run,
+    # e.g. the same repair for two tasks, may replay too).
+    conn = sqlite3.connect(db)
+    replayed = {row[0] for row in conn.execute(
+        "SELECT json_extract(payload_json, '$.replayed_event_id') FROM events"
+        " WHERE event_type = 'cache_replay'")}  # fmt: skip
+    conn.close()
+    assert paid <= replayed
 
     requests = count_events(db, "llm_request")
     again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
