@@ -131,10 +131,15 @@ class TaskContext:
         return record
 
     async def flush(self) -> None:
-        """Wait until every event this task emitted is committed (raises if the writer failed)."""
+        """Wait until every event this task emitted is committed (raises if the writer failed).
+
+        The writer commits in submission order and, once a write fails, fails everything after
+        it, so the last future answers for all of them: one wake-up of the event loop per task
+        instead of one per event.
+        """
         futures, self.futures = self.futures, []
-        for future in futures:
-            await asyncio.wrap_future(future)
+        if futures:
+            await asyncio.wrap_future(futures[-1])
 
     async def generate(
         self, stage: Stage, variables: dict[str, Any], *, max_tokens: int | None = None

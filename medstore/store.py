@@ -213,6 +213,10 @@ class BatchWriter:
         self, conn: sqlite3.Connection, batch: list[tuple[list[EventRecord], Future]]
     ) -> None:
         records = [record for records, _ in batch for record in records]
+        if self._error is not None:  # after a failure nothing is written: order stays a prefix
+            for _, future in batch:
+                future.set_exception(WarehouseError(f"writer stopped: {self._error}"))
+            return
         try:
             append_records(conn, records)
         except BaseException as exc:  # disk full, read-only file: fail every waiter, stop writing
