@@ -23,6 +23,11 @@ else
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver
-echo "installed: $(chromium --version 2>/dev/null || echo chromium)"
+if "${as_root[@]}" apt-get update -qq &&
+    "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver; then
+    echo "installed: $(chromium --version 2>/dev/null || echo chromium)"
+else
+    # No Debian mirror reachable: the browser tests skip (pytest -rs shows why), the rest run.
+    echo "install-browser.sh: apt-get could not install chromium; the browser tests will be" \
+        "skipped" >&2
+fi
