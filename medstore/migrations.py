@@ -92,14 +92,14 @@ def m002_lookup_indexes(conn: sqlite3.Connection) -> None:
 
 @migration
 def m003_sample_index(conn: sqlite3.Connection) -> None:
-    """A derived, trigger-maintained index of accepted samples, read by the `samples` view.
+    """A derived index of accepted samples, read by the `samples` view.
 
     Deriving "the current accepted sample of each task, first of its exact copies, minus reviewer
     rejects" with window functions costs a pass over every accepted event's payload: about 1.5 s
     at 100,000 samples, and a Datasette table page makes five such passes (rows, count, three
-    facets). Triggers keep this table in step inside the writer's own transaction, so it is never
-    ahead of or behind the log. It is derived and mutable (this migration rebuilds it from the
-    log); the events table stays append-only.
+    facets). The writer keeps this table in step inside its own transaction
+    (medstore/projections.py), so it is never ahead of or behind the log. It is derived and
+    mutable (this migration rebuilds it from the log); the events table stays append-only.
     """
     run_script(
         conn,
@@ -174,57 +174,6 @@ def m003_sample_index(conn: sqlite3.Connection) -> None:
             r.note
         FROM accepted a
         LEFT JOIN reviews r ON r.sample_id = a.sample_id;
-        CREATE TRIGGER sample_index_outcome AFTER INSERT ON events
-        WHEN NEW.event_type IN ('sample_accepted', 'sample_rejected')
-        BEGIN
-            -- The task's current sample leaves; if it headed its copies, the next copy takes over.
-            UPDATE sample_index SET is_copy = 0
-            WHERE accepted_id = (
-                SELECT min(copy.accepted_id)
-                FROM sample_index leaving
-                JOIN sample_index copy
-                  ON copy.is_current AND copy.recipe = leaving.recipe
-                 AND copy.content_hash = leaving.content_hash
-                 AND copy.accepted_id != leaving.accepted_id
-                WHERE leaving.is_current AND NOT leaving.is_copy
-                  AND leaving.recipe = NEW.recipe AND leaving.task_key = NEW.task_key
-            );
-            UPDATE sample_index SET is_current = 0
-            WHERE is_current AND recipe = NEW.recipe AND task_key = NEW.task_key;
-            INSERT INTO sample_index
-            SELECT
-                NEW.id, NEW.event_id, json_extract(NEW.payload_json, '$.sample_id'), NEW.recipe,
-                NEW.task_key, json_extract(NEW.payload_json, '$.label'), NEW.run_id,
-                NEW.created_utc, json_extract(NEW.payload_json, '$.content_hash'),
-                json_extract(NEW.payload_json, '$.sample_blob'),
-                1,
-                EXISTS (
-                    SELECT 1 FROM sample_index copy
-                    WHERE copy.is_current AND copy.recipe = NEW.recipe
-                      AND copy.content_hash = json_extract(NEW.payload_json, '$.content_hash')
-                ),
-                json_extract(review.payload_json, '$.verdict'),
-                json_extract(review.payload_json, '$.note')
-            FROM (SELECT 1)
-            LEFT JOIN (
-                SELECT payload_json FROM events
-                WHERE event_type IN ('sample_accepted', 'review_verdict')
-                  AND json_extract(payload_json, '$.sample_id')
-                      = json_extract(NEW.payload_json, '$.sample_id')
-                  AND event_type = 'review_verdict'
-                ORDER BY id DESC
-                LIMIT 1
-            ) review
-            WHERE NEW.event_type = 'sample_accepted';
-        END;
-        CREATE TRIGGER sample_index_review AFTER INSERT ON events
-        WHEN NEW.event_type = 'review_verdict'
-        BEGIN
-            UPDATE sample_index
-            SET review_verdict = json_extract(NEW.payload_json, '$.verdict'),
-                review_note = json_extract(NEW.payload_json, '$.note')
-            WHERE sample_id = json_extract(NEW.payload_json, '$.sample_id');
-        END;
         """,
     )
 
@@ -297,12 +246,12 @@ def m004_task_head_index(conn: sqlite3.Connection) -> None:
 
 @migration
 def m005_run_totals(conn: sqlite3.Connection) -> None:
-    """Derived, trigger-maintained per-run totals and the set of answered request hashes.
+    """Derived per-run totals and the set of answered request hashes.
 
     `run_summary` (read by `status` on every call) summed over every event of every run: 3.6 s
-    at 1M events. Resume read every response's payload for its request hash: 1.4 s. Triggers now
-    keep per-run counters, failures by reason and the answered hashes in step with the log, in
-    the writer's own transaction (so a merge, which inserts events, updates them too). These
+    at 1M events. Resume read every response's payload for its request hash: 1.4 s. The writer
+    now keeps per-run counters, failures by reason and the answered hashes in step with the log,
+    in its own transaction (medstore/projections.py; a merge, which inserts events, too). These
     tables are derived and mutable; this migration rebuilds them from the log.
     """
     run_script(
@@ -373,78 +322,16 @@ def m005_run_totals(conn: sqlite3.Connection) -> None:
         FROM events
         WHERE event_type IN ('llm_response', 'cache_replay')
           AND json_extract(payload_json, '$.request_hash') IS NOT NULL;
-        CREATE TRIGGER run_totals_count AFTER INSERT ON events
-        WHEN NEW.run_id IS NOT NULL
-        BEGIN
-            INSERT INTO run_totals VALUES (
-                NEW.run_id,
-                CASE WHEN NEW.event_type = 'run_started' THEN NEW.recipe END,
-                NEW.created_utc,
-                CASE WHEN NEW.event_type = 'run_finished' THEN NEW.created_utc END,
-                CASE WHEN NEW.event_type = 'run_finished'
-                    THEN json_extract(NEW.payload_json, '$.status') END,
-                NEW.event_type = 'task_started',
-                NEW.event_type = 'sample_accepted',
-                NEW.event_type = 'sample_rejected',
-                NEW.event_type = 'task_failed',
-                NEW.event_type = 'source_skipped',
-                NEW.event_type = 'llm_request',
-                NEW.event_type = 'llm_response',
-                NEW.event_type = 'cache_replay',
-                NEW.event_type = 'llm_error',
-                NEW.event_type = 'repair_requested',
-                CASE WHEN NEW.event_type = 'llm_response'
-                    THEN coalesce(json_extract(NEW.payload_json, '$.input_tokens'), 0) ELSE 0 END,
-                CASE WHEN NEW.event_type = 'llm_response'
-                    THEN coalesce(json_extract(NEW.payload_json, '$.output_tokens'), 0) ELSE 0 END,
-                CASE WHEN NEW.event_type = 'llm_response'
-                    THEN coalesce(json_extract(NEW.payload_json, '$.cost_usd'), 0) ELSE 0 END
-            )
-            ON CONFLICT (run_id) DO UPDATE SET
-                recipe = coalesce(max(recipe, excluded.recipe), recipe, excluded.recipe),
-                started_utc = min(started_utc, excluded.started_utc),
-                finished_utc = coalesce(
-                    max(finished_utc, excluded.finished_utc), finished_utc, excluded.finished_utc
-                ),
-                status = coalesce(max(status, excluded.status), status, excluded.status),
-                tasks_started = tasks_started + excluded.tasks_started,
-                accepted = accepted + excluded.accepted,
-                rejected = rejected + excluded.rejected,
-                failed = failed + excluded.failed,
-                source_skipped = source_skipped + excluded.source_skipped,
-                llm_requests = llm_requests + excluded.llm_requests,
-                llm_responses = llm_responses + excluded.llm_responses,
-                cache_replays = cache_replays + excluded.cache_replays,
-                llm_errors = llm_errors + excluded.llm_errors,
-                repairs = repairs + excluded.repairs,
-                input_tokens = input_tokens + excluded.input_tokens,
-                output_tokens = output_tokens + excluded.output_tokens,
-                cost_usd = cost_usd + excluded.cost_usd;
-        END;
-        CREATE TRIGGER run_failures_count AFTER INSERT ON events
-        WHEN NEW.run_id IS NOT NULL
-         AND NEW.event_type IN ('sample_rejected', 'task_failed', 'source_skipped')
-        BEGIN
-            INSERT INTO run_failures
-            VALUES (NEW.run_id, coalesce(json_extract(NEW.payload_json, '$.reason'), ''), 1)
-            ON CONFLICT (run_id, reason) DO UPDATE SET n = n + 1;
-        END;
-        CREATE TRIGGER answered_requests_add AFTER INSERT ON events
-        WHEN NEW.event_type IN ('llm_response', 'cache_replay')
-         AND json_extract(NEW.payload_json, '$.request_hash') IS NOT NULL
-        BEGIN
-            INSERT OR IGNORE INTO answered_requests
-            VALUES (json_extract(NEW.payload_json, '$.request_hash'));
-        END;
         """,
     )
 
 
 @migration
 def m006_projections_in_the_writer(conn: sqlite3.Connection) -> None:
-    """The writer keeps the derived tables (medstore/projections.py); drop m003's and m005's
-    triggers. Any AFTER INSERT trigger on `events`, even one whose WHEN is false, makes SQLite
-    copy every new row for NEW: appends ran at less than half their speed."""
+    """The writer keeps the derived tables (medstore/projections.py); drop the triggers that
+    warehouses made before it still carry (m003 and m005 once created them). Any AFTER INSERT
+    trigger on `events`, even one whose WHEN is false, makes SQLite copy every new row for NEW:
+    appends ran at less than half their speed."""
     for trigger in (
         "sample_index_outcome",
         "sample_index_review",
