@@ -23,11 +23,12 @@ sys.path.insert(0, str(REPO))
 
 from teacher_process import teacher_process  # noqa: E402
 
-from medstore.events import Envelope, LLMResponse, make_record  # noqa: E402
+from medstore.warehouse.events import Envelope, LLMResponse, make_record  # noqa: E402
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
 from medstore.recipes.consult import ConsultRecipe  # noqa: E402
-from medstore.runner import RetryPolicy, Runner, RunOptions  # noqa: E402
-from medstore.store import Warehouse, append_records, connect  # noqa: E402
+from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import Runner  # noqa: E402
+from medstore.warehouse.store import Warehouse, append_records, connect  # noqa: E402
 
 
 def write_scenarios(path: Path, n: int) -> None:
@@ -62,7 +63,8 @@ def bench_runner(requests: int, concurrency: int, latency: float) -> dict[str, f
             options = RunOptions(
                 concurrency=concurrency,
                 progress=False,
-                retry=RetryPolicy(retries=3, base_delay=0.01),
+                retries=3,
+                retry_base_delay=0.01,
             )
             runner = Runner(warehouse, ConsultRecipe(), backend, options)
             started = time.perf_counter()

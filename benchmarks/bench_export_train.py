@@ -4,7 +4,7 @@
    JSONL and to a `datasets` Arrow folder: seconds and rows/s, against a baseline measured in the
    same run: reading the same view and writing its sample JSON one per line (no messages, no
    split, no manifest, no lineage).
-2. Training throughput (non-padding tokens/s) of `cli.py train` (medstore.train.train, LoRA on the
+2. Training throughput (non-padding tokens/s) of `cli.py train` (medstore.training.train.train, LoRA on the
    bundled SmolLM2-135M unless --base-model) against a plain transformers Trainer on the same
    rows, model, LoRA settings, batch size and steps (dynamic padding via DataCollatorForSeq2Seq).
    Target ratio >= 1.0.
@@ -64,9 +64,9 @@ def synthetic_sample(index: int) -> dict:
 
 
 def build_warehouse(path: Path, samples: int) -> float:
-    from medstore.events import Envelope, SampleAccepted
-    from medstore.hashing import canonical_json, content_hash
-    from medstore.store import Warehouse
+    from medstore.warehouse.events import Envelope, SampleAccepted
+    from medstore.warehouse.hashing import canonical_json, content_hash
+    from medstore.warehouse.store import Warehouse
 
     started = time.perf_counter()
     with Warehouse(path) as warehouse:
@@ -90,9 +90,9 @@ def build_warehouse(path: Path, samples: int) -> float:
 
 
 def bench_export(db: Path, out: Path) -> list[tuple[str, float, int]]:
-    from medstore.export import export_dataset
+    from medstore.training.export import export_dataset
     from medstore.recipes.consult import ConsultRecipe
-    from medstore.store import Warehouse
+    from medstore.warehouse.store import Warehouse
 
     results = []
     with Warehouse(db) as warehouse:
@@ -120,7 +120,7 @@ def baseline_trainer(
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from medstore.train import load_base_model
+    from medstore.training.train import load_base_model
 
     base = load_base_model(args.base_model)
     tokenizer = base.tokenizer
@@ -177,8 +177,8 @@ def baseline_trainer(
 
 
 def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tuple[float, int]:
-    from medstore.store import Warehouse
-    from medstore.train import TrainConfig, train
+    from medstore.warehouse.store import Warehouse
+    from medstore.training.train import TrainConfig, train
 
     config = TrainConfig(
         data_dir=str(data_dir),
@@ -196,10 +196,10 @@ def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tup
 
 
 def bench_train(db: Path, out: Path, args: argparse.Namespace) -> list[tuple[str, float, int]]:
-    from medstore.export import export_dataset
+    from medstore.training.export import export_dataset
     from medstore.recipes.consult import ConsultRecipe
-    from medstore.store import Warehouse
-    from medstore.train import load_training_data
+    from medstore.warehouse.store import Warehouse
+    from medstore.training.train import load_training_data
 
     rows_needed = args.batch_size * args.train_steps
     small = out / "train-db.db"
@@ -220,7 +220,7 @@ def bench_train(db: Path, out: Path, args: argparse.Namespace) -> list[tuple[str
         ours.append(medstore_trainer(out / "train-data", args, out / f"medstore-{repeat}"))
     return [
         ("baseline: plain transformers Trainer", *min(plain)),
-        ("cli.py train (medstore.train)", *min(ours)),
+        ("cli.py train (medstore.training.train)", *min(ours)),
     ]
 
 

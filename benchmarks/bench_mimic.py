@@ -21,10 +21,10 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from medstore.mimic.demo import make_demo  # noqa: E402
-from medstore.mimic.duck import MimicDB  # noqa: E402
-from medstore.mimic.packet import build_packet, build_packets, packet_json  # noqa: E402
-from medstore.mimic.schema import TABLES  # noqa: E402
+from medstore.sources.mimic.demo import make_demo  # noqa: E402
+from medstore.sources.mimic.duck import MimicDB  # noqa: E402
+from medstore.sources.mimic.packet import build_packet, build_packets, packet_json  # noqa: E402
+from medstore.sources.mimic.schema import TABLES  # noqa: E402
 
 
 def timed(fn):

@@ -20,12 +20,13 @@ sys.path.insert(0, str(REPO))
 from teacher_process import teacher_process  # noqa: E402
 
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
-from medstore.recipes import get_recipe  # noqa: E402
-from medstore.recipes.base import Task  # noqa: E402
-from medstore.runner import RetryPolicy, Runner, RunOptions  # noqa: E402
+from medstore.plugins import get_recipe  # noqa: E402
+from medstore.sources.base import Task  # noqa: E402
+from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import Runner  # noqa: E402
 from medstore.sources.medec import MedecPair, default_medec_path, read_medec  # noqa: E402
-from medstore.store import Warehouse  # noqa: E402
-from medstore.structure import check_structure  # noqa: E402
+from medstore.warehouse.store import Warehouse  # noqa: E402
+from medstore.checks.structure import check_structure  # noqa: E402
 
 # recipe -> (scripted teacher, extra recipe options)
 RECIPES = {
@@ -94,7 +95,8 @@ def bench_recipe(name: str, tasks: int, concurrency: int, latency: float) -> dic
                 concurrency=concurrency,
                 progress=False,
                 limit=limit,
-                retry=RetryPolicy(retries=3, base_delay=0.01),
+                retries=3,
+                retry_base_delay=0.01,
             )
             runner = Runner(warehouse, recipe, backend, options)
             started = time.perf_counter()

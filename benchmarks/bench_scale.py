@@ -29,12 +29,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from medstore.events import Envelope, EventRecord  # noqa: E402
-from medstore.hashing import content_hash, json_hash, short_hash, uuid7  # noqa: E402
-from medstore.provenance import sample_provenance  # noqa: E402
-from medstore.recipes import RECIPES, get_recipe  # noqa: E402
-from medstore.status import warehouse_status  # noqa: E402
-from medstore.store import Warehouse, append_records, connect  # noqa: E402
+from medstore.warehouse.events import Envelope, EventRecord  # noqa: E402
+from medstore.warehouse.hashing import content_hash, json_hash, short_hash, uuid7  # noqa: E402
+from medstore.warehouse.provenance import sample_provenance  # noqa: E402
+from medstore.plugins import get_recipe, recipe_names  # noqa: E402
+from medstore.warehouse.status import warehouse_status  # noqa: E402
+from medstore.warehouse.store import Warehouse, append_records, connect  # noqa: E402
 
 RECIPE = "consult"
 STAGES = ("profile", "dialogue", "expert")
@@ -223,7 +223,7 @@ def query_suite(path: Path) -> dict[str, float]:
             (RECIPE, f"{RECIPE}:synthetic-000123:v1"),
         ),
     }
-    for name in sorted(RECIPES):
+    for name in recipe_names():
         view = get_recipe(name).dataset_view
         if view != "samples":
             suite[f"{view}: all rows"] = lambda view=view: warehouse.query(f"SELECT * FROM {view}")
@@ -270,7 +270,8 @@ def throughput(tasks: int, limit: int, window_s: float, latency_s: float) -> lis
 
     from medstore.llm.openai_backend import OpenAIBackend
     from medstore.recipes.consult import ConsultRecipe
-    from medstore.runner import RetryPolicy, Runner, RunOptions
+    from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import Runner
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_core import write_scenarios
@@ -299,7 +300,9 @@ def throughput(tasks: int, limit: int, window_s: float, latency_s: float) -> lis
                     progress=False,
                     rpm=rpm,
                     rate_window_s=window_s,
-                    retry=RetryPolicy(retries=20, base_delay=0.05, max_delay=window_s),
+                    retries=20,
+                    retry_base_delay=0.05,
+                    retry_max_delay=window_s,
                 )
                 runner = Runner(
                     warehouse, ConsultRecipe(), OpenAIBackend("fake-model", base_url), options

@@ -29,7 +29,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from medstore.events import (  # noqa: E402
+from medstore.warehouse.events import (  # noqa: E402
     Envelope,
     LLMRequest,
     LLMResponse,
@@ -41,8 +41,8 @@ from medstore.events import (  # noqa: E402
     TaskStarted,
     ValidationVerdict,
 )
-from medstore.hashing import canonical_json, content_hash, short_hash  # noqa: E402
-from medstore.store import Warehouse  # noqa: E402
+from medstore.warehouse.hashing import canonical_json, content_hash, short_hash  # noqa: E402
+from medstore.warehouse.store import Warehouse  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 STAGES = ("profile", "dialogue", "expert")

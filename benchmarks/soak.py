@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_core import write_scenarios  # noqa: E402
 
-from medstore.store import Warehouse  # noqa: E402
+from medstore.warehouse.store import Warehouse  # noqa: E402
 from tests.fakeserver import Reply, serve  # noqa: E402
 from tests.teachers import consult_teacher  # noqa: E402
 

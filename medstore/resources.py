@@ -18,7 +18,7 @@ def resource_dir(name: str) -> Path:
 
 def code_version() -> str:
     """The package version plus the git commit when running from a checkout."""
-    from . import __version__
+    from medstore import __version__
 
     head = REPO_DIR / ".git" / "HEAD"
     try:

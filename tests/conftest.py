@@ -21,7 +21,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def warehouse(db_path: Path) -> Iterator:
-    from medstore.store import Warehouse
+    from medstore.warehouse.store import Warehouse
 
     with Warehouse(db_path) as opened:
         yield opened

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from medstore.cli import cli
 from medstore.llm import prices
-from medstore.store import Warehouse
+from medstore.warehouse.store import Warehouse
 
 from .conftest import REPO
 from .fake_batch import serve_batch

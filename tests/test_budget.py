@@ -13,8 +13,8 @@ from medstore.cli import cli
 from medstore.llm import prices
 from medstore.llm.openai_backend import OpenAIBackend
 from medstore.recipes.consult import ConsultRecipe
-from medstore.runner import Runner, RunOptions
-from medstore.store import Warehouse
+from medstore.pipeline.runner import Runner, RunOptions
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
 from .teachers import consult_teacher

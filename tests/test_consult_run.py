@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.store import Warehouse
+from medstore.warehouse.store import Warehouse
 
 from .conftest import REPO
 from .fakeserver import Reply, serve

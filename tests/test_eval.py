@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.eval import (
+from medstore.training.eval import (
     EvalError,
     Example,
     resolve_candidate,
@@ -18,7 +18,7 @@ from medstore.eval import (
     score_medec,
     score_structure,
 )
-from medstore.store import Warehouse
+from medstore.warehouse.store import Warehouse
 
 from .test_medec_source import pair_row, write_medec
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.events import Envelope, ReviewVerdict
-from medstore.export import MANIFEST, split_of, to_think_tags
-from medstore.store import Warehouse
+from medstore.warehouse.events import Envelope, ReviewVerdict
+from medstore.training.export import MANIFEST, split_of, to_think_tags
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
 from .teachers import consult_teacher

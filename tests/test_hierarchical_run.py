@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from medstore.cli import cli
 from medstore.recipes.hierarchical import HierarchicalRecipe
 from medstore.resources import resource_dir
-from medstore.store import Warehouse
-from medstore.structure import check_structure
+from medstore.warehouse.store import Warehouse
+from medstore.checks.structure import check_structure
 
 from .fakeserver import serve
 from .teachers_hierarchical import (

@@ -2,7 +2,7 @@
 
 import simple_icd_10_cm as icd
 
-from medstore.icd10 import is_icd10_code, known_codes
+from medstore.checks.icd10 import is_icd10_code, known_codes
 
 
 def test_every_code_in_the_tabular_list_is_known() -> None:

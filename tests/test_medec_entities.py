@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medstore.entities import (
+from medstore.checks.entities import (
     changed_terms,
     check_preservation,
     extract_entities,

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.mimic.demo import make_demo
-from medstore.mimic.duck import MimicDB
-from medstore.mimic.packet import RowCaps, build_packet, build_packets, packet_hash, packet_json
-from medstore.mimic.schema import TABLES
+from medstore.sources.mimic.demo import make_demo
+from medstore.sources.mimic.duck import MimicDB
+from medstore.sources.mimic.packet import RowCaps, build_packet, build_packets, packet_hash, packet_json
+from medstore.sources.mimic.schema import TABLES
 
 PATIENTS = 12
 SEED = 5

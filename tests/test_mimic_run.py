@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.data_use import decide_data_use
+from medstore.pipeline.data_use import decide_data_use
 from medstore.llm.base import Backend
-from medstore.mimic.demo import make_demo
-from medstore.mimic.duck import MimicDB
+from medstore.sources.mimic.demo import make_demo
+from medstore.sources.mimic.duck import MimicDB
 
 from .fakeserver import serve
 from .teachers_mimic import backwards_conversation, mimic_teacher

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from medstore.llm.openai_backend import OpenAIBackend
-from medstore.ratelimit import RateLimiter
+from medstore.pipeline.ratelimit import RateLimiter
 from medstore.recipes.consult import ConsultRecipe
-from medstore.runner import RetryPolicy, Runner, RunOptions
-from medstore.store import Warehouse
+from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import Runner
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
 from .teachers import consult_teacher
@@ -126,7 +127,7 @@ def run_consult(server, db: Path, source: Path, **options) -> Runner:
             warehouse,
             ConsultRecipe(),
             backend,
-            RunOptions(progress=False, retry=RetryPolicy(retries=6, base_delay=0), **options),
+            RunOptions(progress=False, retries=6, retry_base_delay=0, **options),
         )
         asyncio.run(runner.run(str(source)))
     return runner

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.events import Envelope, ExportWritten, TrainingLogged, TrainingStarted
-from medstore.hashing import canonical_json
-from medstore.store import Warehouse
+from medstore.warehouse.events import Envelope, ExportWritten, TrainingLogged, TrainingStarted
+from medstore.warehouse.hashing import canonical_json
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve as fake_teacher
 from .teachers_serve import (

@@ -11,10 +11,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medstore.events import Envelope, ReviewVerdict, SampleAccepted, SampleRejected, make_record
-from medstore.hashing import canonical_json, content_hash
-from medstore.migrations import MIGRATIONS, ensure_migrations_table
-from medstore.store import Warehouse, append_records, connect
+from medstore.warehouse.events import Envelope, ReviewVerdict, SampleAccepted, SampleRejected, make_record
+from medstore.warehouse.hashing import canonical_json, content_hash
+from medstore.warehouse.migrations import MIGRATIONS, ensure_migrations_table
+from medstore.warehouse.store import Warehouse, append_records, connect
 
 SPECIFICATION = """
 WITH terminal AS (
@@ -126,10 +126,10 @@ def test_matches_the_window_definition(tmp_path_factory, history) -> None:
 
 
 def test_backfilled_from_a_log_older_than_the_index(db_path: Path, monkeypatch) -> None:
-    import medstore.store
+    import medstore.warehouse.store
 
     # The writer of the time kept no derived tables.
-    monkeypatch.setattr(medstore.store, "project", lambda conn, rows: None)
+    monkeypatch.setattr(medstore.warehouse.store, "project", lambda conn, rows: None)
     conn = connect(db_path)
     ensure_migrations_table(conn)
     for migration in MIGRATIONS[:2]:  # the log as it was before m003

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.merge import MergeError, merge_warehouses
+from medstore.warehouse.merge import MergeError, merge_warehouses
 from medstore.recipes.consult import ConsultRecipe
-from medstore.shard import Shard, shard_of
-from medstore.store import Warehouse
+from medstore.pipeline.shard import Shard, shard_of
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
 from .teachers import consult_teacher

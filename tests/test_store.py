@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medstore.events import Envelope, ReviewVerdict, RunStarted, TaskStarted
-from medstore.hashing import canonical_json, content_hash, uuid7
-from medstore.migrations import MIGRATIONS
-from medstore.store import Warehouse
+from medstore.warehouse.events import Envelope, ReviewVerdict, RunStarted, TaskStarted
+from medstore.warehouse.hashing import canonical_json, content_hash, uuid7
+from medstore.warehouse.migrations import MIGRATIONS
+from medstore.warehouse.store import Warehouse
 
 EXPECTED_EVENT_COLUMNS = [
     "id",
@@ -58,7 +58,7 @@ def test_migrated_schema_has_expected_columns(warehouse: Warehouse) -> None:
 
 def test_older_schema_migrates_forward(db_path) -> None:
     conn = sqlite3.connect(db_path, isolation_level=None)
-    from medstore.migrations import ensure_migrations_table
+    from medstore.warehouse.migrations import ensure_migrations_table
 
     ensure_migrations_table(conn)
     MIGRATIONS[0](conn)
@@ -139,7 +139,7 @@ def test_verify_detects_edited_blob(warehouse: Warehouse) -> None:
 
 
 def test_batch_writer_commits_everything_in_order(warehouse: Warehouse) -> None:
-    from medstore.events import make_record
+    from medstore.warehouse.events import make_record
 
     writer = warehouse.writer()
     futures = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medstore.structure import (
+from medstore.checks.structure import (
     check_structure,
     key_terms,
     parse_list,

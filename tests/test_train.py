@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.store import Warehouse
+from medstore.warehouse.store import Warehouse
 
 from .test_export import consult_db, export  # noqa: F401 (a module-scoped fixture)
 
@@ -92,7 +92,7 @@ def test_refuses_an_occupied_folder(export_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_loss_is_on_assistant_tokens_only(export_dir: Path) -> None:
-    from medstore.train import (
+    from medstore.training.train import (
         IGNORE_INDEX,
         encode_conversations,
         load_base_model,
@@ -126,7 +126,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
     import torch
     from peft import PeftModel
 
-    from medstore.train import load_base_model
+    from medstore.training.train import load_base_model
 
     db = tmp_path / "w.db"
     run = tmp_path / "run"
@@ -167,8 +167,8 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
 
 
 def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> None:
-    from medstore.events import Envelope, TrainingLogged
-    from medstore.train import event_writer
+    from medstore.warehouse.events import Envelope, TrainingLogged
+    from medstore.training.train import event_writer
 
     event = TrainingLogged(training_run_id="t", step=1, epoch=0.1, loss=1.0)
     with Warehouse(tmp_path / "w.db") as warehouse:

@@ -1,10 +1,17 @@
-"""Teacher backends behind one interface, and how the CLI picks one."""
+"""Teacher backends behind one interface, and how a run picks one.
+
+The backends are plugins: ``builtin`` registers ``local``, ``openai`` and ``ollama`` through the
+``register_backends`` hook, exactly as a third-party package would add its own.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
-from .base import (
+from pydantic import BaseModel, ConfigDict, Field
+
+from medstore.llm.base import (
     Backend,
     BackendError,
     BackendUnavailable,
@@ -15,12 +22,10 @@ from .base import (
     is_loopback_url,
 )
 
-BACKENDS = ("local", "openai", "ollama")
-
 __all__ = [
-    "BACKENDS",
     "Backend",
     "BackendError",
+    "BackendOptions",
     "BackendUnavailable",
     "Completion",
     "GenerationParams",
@@ -30,6 +35,34 @@ __all__ = [
     "make_backend",
     "resolve_backend_name",
 ]
+
+
+class BackendOptions(BaseModel):
+    """Which teacher, and how to talk to it; ``cli.py run`` builds its teacher flags from this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str | None = Field(
+        None,
+        description="Teacher backend [default: openai if --base-url, $MEDSTORE_BASE_URL or "
+        "$OPENAI_BASE_URL, else the embedded local model].",
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible or Ollama server URL.")
+    model: str | None = Field(None, description="Model name at the backend [$MEDSTORE_MODEL].")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never stored)."
+    )
+    response_format: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema",
+        description="How JSON stages ask an OpenAI-compatible server for structured output.",
+    )
+    timeout: float = Field(600.0, gt=0, description="Seconds to wait for one LLM answer.")
+    batch: bool = Field(
+        False,
+        description="Send requests as OpenAI Batch API jobs (half price, hours); use a high "
+        "--concurrency.",
+    )
+    batch_poll: float = Field(30.0, gt=0, description="Seconds between polls of a batch job.")
 
 
 def configured_base_url() -> str | None:
@@ -46,36 +79,28 @@ def resolve_backend_name(backend: str | None, base_url: str | None) -> str:
     return "local"
 
 
-def make_backend(
-    backend: str | None,
-    *,
-    base_url: str | None = None,
-    model: str | None = None,
-    timeout: float = 600.0,
-    api_key_env: str = "OPENAI_API_KEY",
-    response_format: str = "json_schema",
-) -> Backend:
-    """Build the named backend; raises BackendUnavailable with a one-line reason."""
-    name = resolve_backend_name(backend, base_url)
-    if name == "local":
-        from .local import LocalBackend
+def make_backend(options: BackendOptions | None = None) -> Backend:
+    """Build the backend the options name (any registered one); BackendUnavailable says why
+    not in one line."""
+    from medstore.plugins import backend_names, registry
 
-        return LocalBackend(model, base_url)
-    if name == "openai":
-        from .openai_backend import OpenAIBackend
-
-        return OpenAIBackend(
-            model or os.environ.get("MEDSTORE_MODEL", "gpt-4o-mini"),
-            base_url or configured_base_url(),
-            timeout,
-            api_key_env=api_key_env,
-            response_format=response_format,
+    options = options or BackendOptions()
+    name = resolve_backend_name(options.backend, options.base_url)
+    factory = registry().backends.get(name)
+    if factory is None:
+        raise BackendUnavailable(
+            f"unknown backend {name!r}: expected one of {', '.join(backend_names())}"
         )
-    if name == "ollama":
-        from .ollama_backend import OllamaBackend
+    backend = factory(options)
+    if options.batch:
+        from medstore.llm.batch_api import BatchBackend
+        from medstore.llm.openai_backend import OpenAIBackend
 
-        base_url = base_url or os.environ.get("MEDSTORE_BASE_URL")
-        return OllamaBackend(
-            model or os.environ.get("MEDSTORE_MODEL", "llama3.1"), base_url, timeout
+        if not isinstance(backend, OpenAIBackend):
+            raise BackendUnavailable("--batch needs an OpenAI-compatible backend (--base-url)")
+        # Requests that arrive together go in one job: wait for stragglers a moment, but never
+        # longer than a few polls.
+        backend = BatchBackend(
+            backend, poll_interval_s=options.batch_poll, linger_s=min(1.0, 4 * options.batch_poll)
         )
-    raise BackendUnavailable(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    return backend

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .base import BackendUnavailable
+from medstore.llm.base import BackendUnavailable
 
 # Arrays without a maxItems get this one while decoding. A small greedy model that falls into
 # ["x", "x", "x", ... never closes the array; bounded, it finishes and still validates against

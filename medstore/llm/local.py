@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import (
+from medstore.llm.base import (
     Backend,
     BackendUnavailable,
     Completion,
@@ -27,8 +27,8 @@ from .base import (
     PermanentError,
     TransientError,
 )
-from .constrained import CompiledSchema, SchemaGrammars, require
-from .local_cache import cache_root, ensure_folder, file_hash, model_folder
+from medstore.llm.constrained import CompiledSchema, SchemaGrammars, require
+from medstore.llm.local_cache import cache_root, ensure_folder, file_hash, model_folder
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..hashing import HASH_TAG
+from medstore.warehouse.hashing import HASH_TAG
 
 log = logging.getLogger(__name__)
 

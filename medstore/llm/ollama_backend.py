@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from .base import (
+from medstore.llm.base import (
     Backend,
     BackendUnavailable,
     Completion,
@@ -15,7 +15,7 @@ from .base import (
     PermanentError,
     TransientError,
 )
-from .openai_backend import retry_after_seconds
+from medstore.llm.openai_backend import retry_after_seconds
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from .base import (
+from medstore.llm.base import (
     Backend,
     BackendUnavailable,
     Completion,

@@ -1,82 +1,51 @@
-"""What a recipe declares: its source, task keys, stages (prompt, schema, validators), samples.
+"""What a recipe declares: its options, source, task keys, stages (prompt, schema, validators)
+and samples. The runner does the rest, the same way for every recipe.
 
-The runner does the rest, the same way for every recipe.
+A recipe's options are one pydantic model (``Options``): defaults, bounds and help live there
+once, and ``run`` builds its command-line options from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..prompts import PromptTemplate, load_template
+from medstore.pipeline.prompts import load_template
+from medstore.pipeline.stage import Stage, StageRejected, Validator
+from medstore.sources.base import Skip, SourceError, Task
 
 if TYPE_CHECKING:
-    from ..runner import TaskContext
+    from medstore.pipeline.context import TaskContext
 
-# A validator looks at a stage's parsed output (and the stage's variables) and lists problems.
-Validator = Callable[[Any, dict[str, Any]], list[str]]
-
-
-class SourceError(Exception):
-    """The source cannot be read (missing file, wrong format): one line naming file and field."""
-
-
-class StageRejected(Exception):
-    """A stage output still invalid after every repair: the task is rejected with a reason."""
-
-    def __init__(
-        self, reason: str, errors: Sequence[str] = (), fallback: dict | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.errors = list(errors)
-        self.fallback = fallback
+__all__ = [
+    "CredentialedOptions",
+    "Recipe",
+    "RecipeOptions",
+    "Skip",
+    "SourceError",
+    "Stage",
+    "StageRejected",
+    "Task",
+    "Validator",
+    "generic_report",
+]
 
 
-@dataclass
-class Task:
-    key: str
-    source_id: str
-    record: dict[str, Any]
+class RecipeOptions(BaseModel):
+    """A recipe's own `run` options, one field each: its default, bounds and help."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-@dataclass
-class Skip:
-    """A source record that will not become a task, and why (counted in status)."""
+class CredentialedOptions(RecipeOptions):
+    """Options every recipe with a credentialed source takes."""
 
-    source_id: str
-    reason: str
-    detail: str | None = None
-
-
-@dataclass
-class Stage:
-    """One LLM call: its prompt template, parameters, output schema and checks."""
-
-    name: str
-    prompt: str
-    temperature: float
-    schema: type[BaseModel] | None = None
-    max_tokens: int = 1024
-    validators: Sequence[Validator] = field(default_factory=tuple)
-    max_repairs: int = 2
-
-    @property
-    def template(self) -> PromptTemplate:
-        return load_template(self.prompt)
-
-    def json_schema(self) -> dict[str, Any] | None:
-        return schema_of(self.schema) if self.schema else None
-
-
-@cache
-def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """JSON schema of a pydantic model, built once (it is asked for on every call)."""
-    return model.model_json_schema()
+    allow_remote_host: list[str] = Field(
+        default_factory=list,
+        description="A non-local host that may receive the credentialed data (repeatable).",
+    )
 
 
 class Recipe:
@@ -86,12 +55,12 @@ class Recipe:
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     stages: ClassVar[Sequence[Stage]] = ()
+    # The recipe's `run` options (a RecipeOptions subclass); `run` generates its flags from it.
+    Options: ClassVar[type[RecipeOptions]] = RecipeOptions
     # Fields left out of the content hash, so re-running unchanged work dedups.
     volatile_fields: ClassVar[tuple[str, ...]] = ()
     # A recipe may send source data only to loopback backends unless the user allows a host.
     credentialed_source: ClassVar[bool] = False
-    # Extra `run` options this recipe reads from self.options (click.Option objects).
-    cli_options: ClassVar[Sequence[Any]] = ()
     # The SQL view the exporter reads (same columns as `samples`), e.g. a balanced view.
     dataset_view: ClassVar[str] = "samples"
     # A view of extra rows `export --include-fallbacks` adds (same columns), e.g. kept originals.
@@ -99,8 +68,11 @@ class Recipe:
     # Licences and attributions an export of this recipe's data must carry.
     licences: ClassVar[Sequence[str]] = ()
 
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options = options or {}
+    def __init__(self, options: RecipeOptions | dict[str, Any] | None = None) -> None:
+        if isinstance(options, self.Options):
+            self.options = options
+        else:
+            self.options = self.Options.model_validate(options or {})
 
     def task_key(self, source_id: str, *parts: str) -> str:
         """Deterministic: recipe + source record id (+ variant) + recipe version."""
@@ -132,9 +104,9 @@ class Recipe:
         runner logs before any call); None when the source carries no such limit."""
         if not self.credentialed_source:
             return None
-        from ..data_use import decide_data_use
+        from medstore.pipeline.data_use import decide_data_use
 
-        return decide_data_use(backend, self.options.get("allow_remote_host") or ())
+        return decide_data_use(backend, getattr(self.options, "allow_remote_host", ()))
 
     def prompt_hashes(self) -> dict[str, str]:
         templates = {stage.prompt for stage in self.stages} | {"common/repair"}

@@ -14,11 +14,11 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..hashing import utc_now
-from ..icd10 import is_icd10_code, known_codes
-from ..quality import validation_errors
-from ..resources import resource_dir
-from .base import Recipe, SourceError, Stage, Task
+from medstore.checks.icd10 import is_icd10_code, known_codes
+from medstore.checks.parsing import validation_errors
+from medstore.recipes.base import Recipe, SourceError, Stage, Task
+from medstore.resources import resource_dir
+from medstore.warehouse.hashing import utc_now
 
 CHAT_SYSTEM_PROMPT = (
     "You are a careful clinician. Reason step by step about the case, then give a structured "

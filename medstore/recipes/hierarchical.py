@@ -1,7 +1,7 @@
 """Recipe `hierarchical`: doctors' answers rewritten as pyramid-ordered markdown nested lists.
 
 Replaces the "Hierarchical medical response generation" script. One stage, ``rewrite``, turns the
-Doctor column of a consultation into a list that ``medstore.structure`` checks: at least three
+Doctor column of a consultation into a list that ``medstore.checks.structure`` checks: at least three
 levels, at most five siblings per group, one marker style, the conclusion first, and at least
 ``--min-preservation`` of the original answer's key terms kept. Violations are quoted in the
 repair prompt; a rewrite still invalid after the repairs is rejected, and the rejection carries a
@@ -26,12 +26,20 @@ from collections.abc import Iterator
 from statistics import mean, median
 from typing import Any
 
-import click
+from pydantic import Field
 
-from ..hashing import canonical_json, json_hash, short_hash
-from ..resources import resource_dir
-from ..structure import MIN_PRESERVATION, check_structure, strip_fence
-from .base import Recipe, Skip, Stage, StageRejected, Task, generic_report
+from medstore.checks.structure import MIN_PRESERVATION, check_structure, strip_fence
+from medstore.recipes.base import (
+    Recipe,
+    RecipeOptions,
+    Skip,
+    Stage,
+    StageRejected,
+    Task,
+    generic_report,
+)
+from medstore.resources import resource_dir
+from medstore.warehouse.hashing import canonical_json, json_hash, short_hash
 
 SEVERITIES = {
     "low": "low",
@@ -71,6 +79,15 @@ def structure_is_valid(answer: str, variables: dict[str, Any]) -> list[str]:
     ).errors
 
 
+class HierarchicalOptions(RecipeOptions):
+    min_preservation: float = Field(
+        MIN_PRESERVATION,
+        ge=0,
+        le=1,
+        description="Share of the doctor's key terms a rewrite must keep.",
+    )
+
+
 class HierarchicalRecipe(Recipe):
     name = "hierarchical"
     version = "1"
@@ -89,26 +106,14 @@ class HierarchicalRecipe(Recipe):
         ),
     )
     fallback_view = "hierarchical_fallbacks"
-    cli_options = (
-        click.Option(
-            ["--min-preservation"],
-            type=click.FloatRange(0, 1),
-            default=MIN_PRESERVATION,
-            show_default=True,
-            help="hierarchical: share of the doctor's key terms a rewrite must keep.",
-        ),
-    )
-
-    @property
-    def min_preservation(self) -> float:
-        value = self.options.get("min_preservation")
-        return MIN_PRESERVATION if value is None else float(value)
+    Options = HierarchicalOptions
+    options: HierarchicalOptions
 
     def default_source(self) -> str:
         return str(resource_dir("data") / "consultations_sample.jsonl")
 
     def read_source(self, source: str | None) -> Iterator[Task | Skip]:
-        from ..sources.consultations import read_consultations
+        from medstore.sources.consultations import read_consultations
 
         first_seen: dict[str, str] = {}
         for row in read_consultations(source or self.default_source()):
@@ -147,7 +152,7 @@ class HierarchicalRecipe(Recipe):
             "description": text_of(record["Description"]).strip(),
             "patient": text_of(record["Patient"]).strip(),
             "doctor": original.strip(),
-            "min_preservation": self.min_preservation,
+            "min_preservation": self.options.min_preservation,
         }
         try:
             rewrite = await ctx.generate(self.stage("rewrite"), variables)

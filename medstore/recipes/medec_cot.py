@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..entities import changed_terms, mentions_any, sentence_similarity
-from ..sources.medec import MedecNote, MedecPair, default_medec_path, read_medec
-from .base import Recipe, Skip, Stage, Task
+from medstore.checks.entities import changed_terms, mentions_any, sentence_similarity
+from medstore.recipes.base import Recipe, Skip, Stage, Task
+from medstore.sources.medec import MedecNote, MedecPair, default_medec_path, read_medec
 
 VARIANTS = ("critic_correct", "critic_error", "generator_correct", "generator_error")
 SENTENCE_MATCH = 85  # rapidfuzz score a named error sentence needs
@@ -285,7 +285,7 @@ class MedecCotRecipe(Recipe):
         ]
 
     def report(self, warehouse: Any) -> dict[str, Any]:
-        from .medec_report import medec_cot_report
+        from medstore.recipes.medec_report import medec_cot_report
 
         return medec_cot_report(warehouse, self.name)
 

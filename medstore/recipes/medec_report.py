@@ -7,8 +7,8 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
-from ..sources.medec import MedecPair, read_medec
-from .base import SourceError, generic_report
+from medstore.recipes.base import SourceError, generic_report
+from medstore.sources.medec import MedecPair, read_medec
 
 ERROR_KINDS = (
     ("missing value", "missing value"),

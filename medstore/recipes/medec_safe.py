@@ -3,7 +3,7 @@
 Replaces the "Safe SFT Data Generation" script. Each MEDEC pair gives two tasks:
 
 - CORRECT: the teacher paraphrases the doctor-verified correct note; the paraphrase is accepted
-  only if its values, medications and diagnoses survive (medstore.entities) and it really
+  only if its values, medications and diagnoses survive (medstore.checks.entities) and it really
   differs from the original (edit distance ratio).
 - INCORRECT: MEDEC's note with the error, byte for byte. No model ever writes it: the task makes
   no LLM call at all, or with --add-reasoning only the call that explains the error (its output
@@ -24,18 +24,22 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-import click
 from pydantic import BaseModel, Field
 
-from ..entities import changed_terms, check_preservation, extract_entities, mentions_any
-from ..sources.medec import (
+from medstore.checks.entities import (
+    changed_terms,
+    check_preservation,
+    extract_entities,
+    mentions_any,
+)
+from medstore.recipes.base import Recipe, RecipeOptions, Skip, Stage, Task
+from medstore.sources.medec import (
     MedecNote,
     MedecPair,
     default_medec_path,
     read_medec,
     resolve_medec_path,
 )
-from .base import Recipe, Skip, Stage, Task
 
 CORRECT, INCORRECT = "CORRECT", "INCORRECT"
 PARAPHRASED = "medec_correct_paraphrased"
@@ -110,6 +114,32 @@ def must_keep(note: str) -> str:
     return "\n".join(lines) or "- (no values, medications or diagnoses found)"
 
 
+class MedecSafeOptions(RecipeOptions):
+    add_reasoning: bool = Field(
+        False,
+        description="Explain each INCORRECT note's error (JSON: error_identified, why_wrong, "
+        "key_clues, correct_answer, clinical_impact).",
+    )
+    min_entity_preservation: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Share of the original's values, medications and diagnoses a paraphrase "
+        "must keep (values and medications must all survive regardless).",
+    )
+    min_edit_ratio: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="How much a paraphrase must differ (normalised edit distance).",
+    )
+    use_unflagged: bool = Field(
+        False,
+        description="Paraphrase unflagged notes too, as stand-ins for pairs whose paraphrase is "
+        "rejected.",
+    )
+
+
 class MedecSafeRecipe(Recipe):
     name = "medec-safe"
     version = "1"
@@ -138,39 +168,8 @@ class MedecSafeRecipe(Recipe):
             validators=(reasoning_names_correction,),
         ),
     )
-    cli_options = (
-        click.Option(
-            ["--add-reasoning"],
-            is_flag=True,
-            help="medec-safe: explain each INCORRECT note's error (JSON: error_identified, "
-            "why_wrong, key_clues, correct_answer, clinical_impact).",
-        ),
-        click.Option(
-            ["--min-entity-preservation"],
-            type=click.FloatRange(0, 1),
-            default=0.9,
-            show_default=True,
-            help="medec-safe: share of the original's values, medications and diagnoses a "
-            "paraphrase must keep (values and medications must all survive regardless).",
-        ),
-        click.Option(
-            ["--min-edit-ratio"],
-            type=click.FloatRange(0, 1),
-            default=0.15,
-            show_default=True,
-            help="medec-safe: how much a paraphrase must differ (normalised edit distance).",
-        ),
-        click.Option(
-            ["--use-unflagged"],
-            is_flag=True,
-            help="medec-safe: paraphrase unflagged notes too, as stand-ins for pairs whose "
-            "paraphrase is rejected.",
-        ),
-    )
-
-    def option(self, name: str, default: Any) -> Any:
-        value = self.options.get(name)
-        return default if value is None else value
+    Options = MedecSafeOptions
+    options: MedecSafeOptions
 
     def default_source(self) -> str:
         return str(default_medec_path())
@@ -182,7 +181,7 @@ class MedecSafeRecipe(Recipe):
                 yield self.correct_task(item.note_id, item.correct_note, item.split, PARAPHRASED)
                 yield self.incorrect_task(item, str(path))
             elif isinstance(item, MedecNote):
-                if self.option("use_unflagged", False):
+                if self.options.use_unflagged:
                     yield self.correct_task(
                         item.note_id, item.note, item.split, UNFLAGGED_PARAPHRASED
                     )
@@ -234,8 +233,8 @@ class MedecSafeRecipe(Recipe):
             {
                 "note": original,
                 "must_keep": must_keep(original),
-                "min_entity_preservation": self.option("min_entity_preservation", 0.9),
-                "min_edit_ratio": self.option("min_edit_ratio", 0.15),
+                "min_entity_preservation": self.options.min_entity_preservation,
+                "min_edit_ratio": self.options.min_edit_ratio,
             },
         )
         paraphrase = text.strip(TRIM)
@@ -260,7 +259,7 @@ class MedecSafeRecipe(Recipe):
     async def incorrect_sample(self, record: dict[str, Any], ctx: Any) -> dict[str, Any]:
         """MEDEC's note with the error, untouched. The only model output used is the reasoning."""
         reasoning = None
-        if self.option("add_reasoning", False):
+        if self.options.add_reasoning:
             explained = await ctx.generate(
                 self.stage("reasoning"),
                 {
@@ -317,7 +316,7 @@ class MedecSafeRecipe(Recipe):
         ]
 
     def report(self, warehouse: Any) -> dict[str, Any]:
-        from .medec_report import medec_safe_report
+        from medstore.recipes.medec_report import medec_safe_report
 
         return medec_safe_report(warehouse, self.name)
 

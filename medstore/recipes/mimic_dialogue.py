@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Literal
 
-import click
 from pydantic import BaseModel, Field, field_validator
 
-from .base import Recipe, Skip, SourceError, Stage, Task
+from medstore.recipes.base import CredentialedOptions, Recipe, Skip, SourceError, Stage, Task
 
 PHASES = ("admission", "hospital_course", "discharge")
-MIMIC_DIR_ENV = "MEDSTORE_MIMIC_DIR"
+from medstore.sources.mimic import MIMIC_DIR_ENV
+
 CHAT_SYSTEM_PROMPT = (
     "You are a hospital doctor. Given an admission's record, write the chronological "
     "conversation of the stay with the patient, using only facts from the record."
@@ -102,6 +102,30 @@ def stated_lab_values(text: str, facts: dict[str, Any]) -> list[tuple[str, str]]
     return wrong
 
 
+class MimicDialogueOptions(CredentialedOptions):
+    mimic_dir: str | None = Field(
+        None, description=f"MIMIC-IV root holding hosp/ and icu/ [${MIMIC_DIR_ENV}]."
+    )
+    note_dir: str | None = Field(
+        None, description="MIMIC-IV-Note root holding note/ [default: --mimic-dir]."
+    )
+    subject_id: int | None = Field(None, description="The patient.")
+    hadm_id: int | None = Field(None, description="Only this admission.")
+    max_admissions: int | None = Field(
+        None, ge=1, description="The first N admissions (by admittime, then hadm_id)."
+    )
+    include_admissions_without_discharge: bool = Field(
+        False, description="Also admissions that have no discharge note."
+    )
+    retry_limit: int = Field(2, ge=0, description="Repair attempts per conversation.")
+    max_output_tokens: int = Field(
+        3000, ge=64, description="Output token cap of the conversation call."
+    )
+    row_cap_labs: int = Field(120, ge=0, description="Lab rows kept per packet.")
+    row_cap_radiology: int = Field(8, ge=0, description="Radiology reports kept per packet.")
+    row_cap_emar: int = Field(120, ge=0, description="eMAR rows kept per packet.")
+
+
 class MimicDialogueRecipe(Recipe):
     name = "mimic-dialogue"
     version = "1"
@@ -124,74 +148,23 @@ class MimicDialogueRecipe(Recipe):
             max_repairs=2,
         ),
     )
-    cli_options = (
-        click.Option(
-            ["--mimic-dir"],
-            help=f"mimic-dialogue: MIMIC-IV root holding hosp/ and icu/ [${MIMIC_DIR_ENV}].",
-        ),
-        click.Option(
-            ["--note-dir"],
-            help="mimic-dialogue: MIMIC-IV-Note root holding note/ [default: --mimic-dir].",
-        ),
-        click.Option(["--subject-id"], type=int, help="mimic-dialogue: the patient."),
-        click.Option(["--hadm-id"], type=int, help="mimic-dialogue: only this admission."),
-        click.Option(
-            ["--max-admissions"],
-            type=click.IntRange(min=1),
-            help="mimic-dialogue: the first N admissions (by admittime, then hadm_id).",
-        ),
-        click.Option(
-            ["--include-admissions-without-discharge"],
-            is_flag=True,
-            help="mimic-dialogue: also admissions that have no discharge note.",
-        ),
-        click.Option(
-            ["--retry-limit"],
-            type=click.IntRange(min=0),
-            help="mimic-dialogue: repair attempts per conversation [default: 2].",
-        ),
-        click.Option(
-            ["--max-output-tokens"],
-            type=click.IntRange(min=64),
-            help="mimic-dialogue: output token cap of the conversation call [default: 3000].",
-        ),
-        click.Option(
-            ["--row-cap-labs"],
-            type=click.IntRange(min=0),
-            default=120,
-            show_default=True,
-            help="mimic-dialogue: lab rows kept per packet.",
-        ),
-        click.Option(
-            ["--row-cap-radiology"],
-            type=click.IntRange(min=0),
-            default=8,
-            show_default=True,
-            help="mimic-dialogue: radiology reports kept per packet.",
-        ),
-        click.Option(
-            ["--row-cap-emar"],
-            type=click.IntRange(min=0),
-            default=120,
-            show_default=True,
-            help="mimic-dialogue: eMAR rows kept per packet.",
-        ),
-        click.Option(
-            ["--allow-remote-host"],
-            multiple=True,
-            help="Credentialed recipes: a non-local host that may receive the data (repeatable).",
-        ),
-    )
+    Options = MimicDialogueOptions
+    options: MimicDialogueOptions
 
     def default_source(self) -> str | None:
-        return self.options.get("mimic_dir") or os.environ.get(MIMIC_DIR_ENV)
+        return self.options.mimic_dir or os.environ.get(MIMIC_DIR_ENV)
 
     def read_source(self, source: str | None) -> Iterator[Task | Skip]:
-        from ..mimic.duck import MimicDataError, MimicDB
-        from ..mimic.packet import RowCaps, build_packets, packet_hash, subject_admissions
+        from medstore.sources.mimic.duck import MimicDataError, MimicDB
+        from medstore.sources.mimic.packet import (
+            RowCaps,
+            build_packets,
+            packet_hash,
+            subject_admissions,
+        )
 
-        mimic_dir = self.options.get("mimic_dir") or source or self.default_source()
-        subject_id = self.options.get("subject_id")
+        mimic_dir = self.options.mimic_dir or source or self.default_source()
+        subject_id = self.options.subject_id
         if not mimic_dir:
             raise SourceError(f"mimic-dialogue needs --mimic-dir DIR (or ${MIMIC_DIR_ENV})")
         if subject_id is None:
@@ -200,27 +173,27 @@ class MimicDialogueRecipe(Recipe):
                 "build-cohort`)"
             )
         caps = RowCaps(
-            labs=self.options.get("row_cap_labs", 120),
-            radiology=self.options.get("row_cap_radiology", 8),
-            emar=self.options.get("row_cap_emar", 120),
+            labs=self.options.row_cap_labs,
+            radiology=self.options.row_cap_radiology,
+            emar=self.options.row_cap_emar,
         )
         try:
-            with MimicDB(mimic_dir, self.options.get("note_dir")) as db:
+            with MimicDB(mimic_dir, self.options.note_dir) as db:
                 admissions = subject_admissions(db, subject_id)
-                hadm_id = self.options.get("hadm_id")
+                hadm_id = self.options.hadm_id
                 if hadm_id is not None:
                     admissions = [a for a in admissions if a["hadm_id"] == hadm_id]
                     if not admissions:
                         raise MimicDataError(
                             f"hadm_id {hadm_id}: not an admission of subject_id {subject_id}"
                         )
-                if self.options.get("max_admissions"):
-                    admissions = admissions[: self.options["max_admissions"]]
+                if self.options.max_admissions:
+                    admissions = admissions[: self.options.max_admissions]
                 packets = build_packets(db, [a["hadm_id"] for a in admissions], caps)
                 sources = db.describe()
         except MimicDataError as exc:
             raise SourceError(str(exc)) from exc
-        keep_undocumented = self.options.get("include_admissions_without_discharge")
+        keep_undocumented = self.options.include_admissions_without_discharge
         for admission in admissions:
             source_id = f"{subject_id}-{admission['hadm_id']}"
             if not admission["has_discharge_note"] and not keep_undocumented:
@@ -247,13 +220,13 @@ class MimicDialogueRecipe(Recipe):
             )
 
     async def run(self, task: Task, ctx: Any) -> dict[str, Any]:
-        from ..mimic.render import packet_facts, render_packet
+        from medstore.sources.mimic.render import packet_facts, render_packet
 
         record = task.record
         packet = record["packet"]
         stage = self.stage("conversation")
-        if self.options.get("retry_limit") is not None:
-            stage = replace(stage, max_repairs=self.options["retry_limit"])
+        if self.options.retry_limit != stage.max_repairs:
+            stage = replace(stage, max_repairs=self.options.retry_limit)
         facts = packet_facts(packet)
         conversation = await ctx.generate(
             stage,
@@ -262,7 +235,7 @@ class MimicDialogueRecipe(Recipe):
                 "hospital_days": str(facts["hospital_days"]),
                 "facts": facts,
             },
-            max_tokens=self.options.get("max_output_tokens"),
+            max_tokens=self.options.max_output_tokens,
         )
         return {
             "subject_id": record["subject_id"],
@@ -293,7 +266,7 @@ class MimicDialogueRecipe(Recipe):
         ]
 
     def report(self, warehouse: Any) -> dict[str, Any]:
-        from .base import generic_report
+        from medstore.recipes.base import generic_report
 
         figures = generic_report(warehouse, self.name)
         decisions = warehouse.query(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipes.base import SourceError
+from medstore.sources.base import SourceError
 
 COLUMNS = ("Description", "Patient", "Doctor", "Status")
 HUB_PREFIX = "hf:"

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..recipes.base import Skip, SourceError
-from ..resources import REPO_DIR
+from medstore.resources import REPO_DIR
+from medstore.sources.base import Skip, SourceError
 
 COLUMNS = (
     "Text ID",

@@ -1,0 +1,111 @@
+"""`export`: a recipe's dataset as JSONL, a `datasets` Arrow folder or Parquet, with lineage."""
+
+from __future__ import annotations
+
+import click
+
+from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
+from medstore.hookspecs import hookimpl
+from medstore.plugins import get_recipe
+
+
+@click.command(context_settings=CONTEXT)
+@click.option(
+    "--recipe",
+    "recipe_name",
+    required=True,
+    help="Whose samples to export (a recipe name; see `python cli.py plugins`).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "arrow", "parquet"]),
+    default="arrow",
+    show_default=True,
+    help="jsonl: one object per line; arrow: a `datasets` folder (load_from_disk); parquet.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder to write (an earlier export there is replaced) [default: exports/RECIPE].",
+)
+@click.option(
+    "--include-fallbacks",
+    is_flag=True,
+    help="Also export the recipe's fallback rows (e.g. originals kept when a rewrite failed).",
+)
+@click.option(
+    "--split-ratio",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="Share of tasks in the train split (the rest is validation), by task key hash.",
+)
+@db_option
+@json_option
+def export(
+    recipe_name: str,
+    fmt: str,
+    out_dir: str | None,
+    include_fallbacks: bool,
+    split_ratio: float,
+    db_path: str | None,
+    as_json: bool,
+) -> None:
+    """Export a recipe's dataset with a chat `messages` column, manifest.json and a dataset card.
+
+    Reads the recipe's dataset view (accepted, deduplicated, balanced where the recipe demands
+    it, reviewer-rejected samples left out). The split is a hash of the task key, rows are
+    sorted and no file holds a timestamp: re-exporting unchanged data gives identical files.
+    The export is recorded as an `export_written` event.
+
+    \b
+    Example:
+        python cli.py export --recipe consult --format arrow --out exports/consult
+        python cli.py export --recipe hierarchical --format jsonl --include-fallbacks
+        python cli.py train --data exports/consult --out runs/consult-lora
+    """
+    from medstore.training.export import ExportError, export_dataset
+
+    try:
+        recipe = get_recipe(recipe_name)()
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from exc
+    if include_fallbacks and not recipe.fallback_view:
+        raise click.ClickException(f"recipe {recipe_name!r} has no fallback rows to include")
+    with open_warehouse(db_path, must_exist=True) as warehouse:
+        try:
+            result = export_dataset(
+                warehouse,
+                recipe,
+                fmt,
+                out_dir or f"exports/{recipe_name}",
+                include_fallbacks=include_fallbacks,
+                split_ratio=split_ratio,
+            )
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from exc
+    summary = {
+        "export_id": result.export_id,
+        "out_dir": str(result.out_dir),
+        "format": result.format,
+        "counts": result.counts,
+        "manifest_hash": result.manifest_hash,
+        "event_id": result.event_id,
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    counts = result.counts
+    click.echo(
+        f"export {result.export_id}: {counts['total']} rows ({counts['train']} train, "
+        f"{counts['validation']} validation) as {fmt} in {result.out_dir}"
+    )
+    if not result.manifest["counts"]["with_messages"]:
+        click.echo(f"note: recipe {recipe_name} has no chat form, so no messages column")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(export)

@@ -1,0 +1,42 @@
+"""What every command shares: the context settings, --db, --json, opening the warehouse."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from medstore.warehouse.store import Warehouse, WarehouseError, default_db_path
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def db_option(fn: Callable) -> Callable:
+    return click.option(
+        "--db",
+        "db_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Warehouse file [default: warehouse.db, or $MEDSTORE_DB].",
+    )(fn)
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
+
+
+def open_warehouse(db_path: str | None, *, must_exist: bool = False) -> Warehouse:
+    path = db_path or default_db_path()
+    if must_exist and not Path(path).exists():
+        raise click.ClickException(f"{path}: no such warehouse (run `python cli.py run` first)")
+    try:
+        return Warehouse(path)
+    except WarehouseError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))

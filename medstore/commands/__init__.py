@@ -1,1 +1,0 @@
-"""CLI commands by area; medstore.cli adds every command a module lists in COMMANDS."""

@@ -1,0 +1,324 @@
+"""What a recipe's ``run`` sees: stage generation (prompt → call → parse → validate → repair)
+and events tagged with its task.
+
+One LLM call goes through four small steps, each its own method: the request's identity and
+its event, a replay from the log when the log already holds the answer, the send (rate limits,
+budget and retries), and the response event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from medstore.checks.parsing import ParseError, extract_json, validate_model
+from medstore.llm import BackendError, Completion, GenerationParams
+from medstore.llm.prices import cost_usd
+from medstore.pipeline.prompts import load_template
+from medstore.pipeline.ratelimit import request_tokens
+from medstore.pipeline.stage import Stage, StageRejected
+from medstore.sources.base import Task
+from medstore.warehouse.events import (
+    CacheReplay,
+    Envelope,
+    Event,
+    EventRecord,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    ParseFailed,
+    RepairRequested,
+    ValidationVerdict,
+    make_record,
+)
+from medstore.warehouse.hashing import json_hash
+
+if TYPE_CHECKING:
+    from medstore.pipeline.runner import Runner
+
+REPAIR_TEMPLATE = "common/repair"
+
+
+class TaskFailedError(Exception):
+    """Transport failures outlasted the retries: the task is not finished and will be redone."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class TaskContext:
+    """A task's view of the run: ``generate`` a stage, ``emit`` events, ``flush`` them."""
+
+    def __init__(self, runner: Runner, task: Task) -> None:
+        self.runner = runner
+        self.task = task
+        self.futures: list[Future] = []
+
+    def emit(
+        self,
+        event: Event,
+        *,
+        stage: str | None = None,
+        attempt: int | None = None,
+        parent: str | None = None,
+    ) -> EventRecord:
+        envelope = Envelope(
+            self.runner.run_id, self.runner.recipe.name, self.task.key, stage, attempt, parent
+        )
+        record = make_record(event, envelope)
+        self.futures.append(self.runner.writer.submit([record]))
+        return record
+
+    async def flush(self) -> None:
+        """Wait until every event this task emitted is committed (raises if the writer failed).
+
+        The writer commits in submission order and, once a write fails, fails everything after
+        it, so the last future answers for all of them: one wake-up of the event loop per task
+        instead of one per event.
+        """
+        futures, self.futures = self.futures, []
+        if futures:
+            await asyncio.wrap_future(futures[-1])
+
+    async def generate(
+        self, stage: Stage, variables: dict[str, Any], *, max_tokens: int | None = None
+    ) -> Any:
+        """Run one stage: prompt → call → parse → validate, repairing with the errors quoted.
+
+        Returns the validated output (a pydantic model for schema stages, else the text), or
+        raises StageRejected once the repairs are used up.
+        """
+        messages = stage.template.render(variables)
+        params = GenerationParams(
+            temperature=stage.temperature,
+            max_tokens=max_tokens or stage.max_tokens,
+            seed=self.runner.options.seed,
+        )
+        errors: list[str] = []
+        for attempt in range(stage.max_repairs + 1):
+            text = await self.call(stage, messages, params, attempt)
+            value, errors = self.check(stage, text, variables, attempt)
+            if not errors:
+                return value
+            if attempt == stage.max_repairs:
+                break
+            self.emit(
+                RepairRequested(repair_attempt=attempt + 1, errors=errors),
+                stage=stage.name,
+                attempt=attempt + 1,
+            )
+            repair = load_template(REPAIR_TEMPLATE).render(
+                {"errors": "\n".join(f"- {error}" for error in errors)}
+            )
+            # The model sees the original instructions, its rejected answer, and what to fix.
+            messages = [*messages[:2], {"role": "assistant", "content": text}, repair[1]]
+            params = replace(params, temperature=self.runner.options.repair_temperature)
+        raise StageRejected(f"{stage.name}: invalid after {stage.max_repairs} repairs", errors)
+
+    def check(
+        self, stage: Stage, text: str, variables: dict[str, Any], attempt: int
+    ) -> tuple[Any, list[str]]:
+        value: Any = text
+        errors: list[str] = []
+        if stage.schema is not None:
+            try:
+                parsed = extract_json(text)
+            except ParseError as exc:
+                self.emit(ParseFailed(errors=[str(exc)]), stage=stage.name, attempt=attempt)
+                return None, [str(exc)]
+            value, errors = validate_model(stage.schema, parsed)
+        elif not text.strip():
+            errors = ["the output is empty"]
+        if not errors:
+            for validator in stage.validators:
+                errors += validator(value, variables)
+        self.emit(
+            ValidationVerdict(passed=not errors, errors=errors), stage=stage.name, attempt=attempt
+        )
+        return value, errors
+
+    async def call(
+        self, stage: Stage, messages: list[dict[str, str]], params: GenerationParams, attempt: int
+    ) -> str:
+        """One LLM call with cache, retries and events; returns the raw output text."""
+        schema = stage.json_schema()
+        request = self.record_request(stage, messages, params, schema, attempt)
+        request_hash = request.payload["request_hash"]
+        replayed = self.replay(request_hash, request, stage.name, attempt)
+        if replayed is not None:
+            return replayed
+        completion = await self.send(messages, params, schema, request, stage.name, attempt)
+        self.record_response(completion, request_hash, request, stage.name, attempt)
+        return completion.text
+
+    def record_request(
+        self,
+        stage: Stage,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+        attempt: int,
+    ) -> EventRecord:
+        """The request event; its hash (backend identity, messages, parameters, schema) is the
+        cache key."""
+        backend = self.runner.backend
+        request_hash = json_hash(
+            {
+                **backend.identity(),
+                "messages": messages,
+                "params": params.as_dict(),
+                "schema": schema,
+            }
+        )
+        template = stage.template if attempt == 0 else load_template(REPAIR_TEMPLATE)
+        return self.emit(
+            LLMRequest(
+                backend=backend.name,
+                base_url=backend.base_url,
+                model=backend.model,
+                params=params.as_dict(),
+                messages=messages,
+                response_schema=schema,
+                request_hash=request_hash,
+                prompt_template=template.name,
+                prompt_template_hash=template.hash,
+            ),
+            stage=stage.name,
+            attempt=attempt,
+        )
+
+    def replay(
+        self, request_hash: str, request: EventRecord, stage: str, attempt: int
+    ) -> str | None:
+        """The log's answer to an identical request, recorded as a cache replay; else None."""
+        runner = self.runner
+        if not runner.options.cache or request_hash not in runner.answered:
+            return None
+        cached = runner.warehouse.cached_response(request_hash)
+        if cached is None:
+            return None
+        self.emit(
+            CacheReplay(
+                request_hash=request_hash,
+                replayed_event_id=cached["event_id"],
+                raw_output=cached["raw_output"],
+            ),
+            stage=stage,
+            attempt=attempt,
+            parent=request.event_id,
+        )
+        runner.counts["cache_replays"] += 1
+        return cached["raw_output"]
+
+    async def send(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+        request: EventRecord,
+        stage: str,
+        attempt: int,
+    ) -> Completion:
+        """Send under the rate limits and the budget, retrying transient errors; each error is
+        an event. Raises TaskFailedError once the retries are used up."""
+        runner = self.runner
+        policy = runner.options.retry
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.retries + 1),
+            retry=retry_if_exception(lambda exc: isinstance(exc, BackendError) and exc.transient),
+            wait=policy.wait,
+            reraise=True,
+        )
+        try:
+            async for try_state in retrying:
+                with try_state:
+                    retry_number = try_state.retry_state.attempt_number - 1
+                    try:
+                        return await self.send_once(messages, params, schema)
+                    except BackendError as exc:
+                        self.emit(
+                            LLMError(
+                                kind=exc.kind,
+                                status=exc.status,
+                                retry_number=retry_number,
+                                message=str(exc)[:500],
+                                retry_after_s=exc.retry_after,
+                                will_retry=exc.transient and retry_number < policy.retries,
+                            ),
+                            stage=stage,
+                            attempt=attempt,
+                            parent=request.event_id,
+                        )
+                        raise
+        except BackendError as exc:
+            raise TaskFailedError(exc.kind, f"{stage}: {exc}") from exc
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    async def send_once(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+    ) -> Completion:
+        """One send: hold the worst-case cost and a rate-limit slot, call, settle both. The
+        latency counts from the send on, not the wait for a slot."""
+        runner = self.runner
+        tokens = request_tokens(messages, params.max_tokens)
+        reservation = runner.reserve(messages, params.max_tokens)
+        await runner.limiter.acquire(tokens)
+        started = time.perf_counter()
+        try:
+            completion = await runner.backend.complete(messages, params, schema)
+        except BaseException as exc:
+            runner.limiter.release(
+                tokens,
+                ok=False,
+                status=getattr(exc, "status", None),
+                retry_after=getattr(exc, "retry_after", None),
+            )
+            runner.settle(reservation, None)
+            raise
+        runner.limiter.release(tokens)
+        cost = cost_usd(runner.backend.model, completion.input_tokens, completion.output_tokens)
+        if cost is not None:
+            cost = round(cost * runner.price_factor, 8)
+        runner.settle(reservation, cost)
+        completion.extra["cost_usd"] = cost
+        completion.extra["latency_ms"] = (time.perf_counter() - started) * 1000
+        return completion
+
+    def record_response(
+        self,
+        completion: Completion,
+        request_hash: str,
+        request: EventRecord,
+        stage: str,
+        attempt: int,
+    ) -> None:
+        runner = self.runner
+        cost = completion.extra.get("cost_usd")
+        latency_ms = completion.extra["latency_ms"]
+        self.emit(
+            LLMResponse(
+                request_hash=request_hash,
+                raw_output=completion.text,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                latency_ms=round(latency_ms, 3),
+                finish_reason=completion.finish_reason,
+                cost_usd=cost,
+                model_reported=completion.model,
+            ),
+            stage=stage,
+            attempt=attempt,
+            parent=request.event_id,
+        )
+        runner.answered.add(request_hash)
+        runner.counts["tokens"] += (completion.input_tokens or 0) + (completion.output_tokens or 0)
+        runner.cost += cost or 0.0

@@ -1,0 +1,79 @@
+"""Starting a run from its three kinds of options: the recipe's, the teacher's and the run's.
+
+This is what ``cli.py run`` does between parsing flags and printing the result, kept in the
+library so that a script gets exactly the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medstore.llm import Backend, BackendOptions, make_backend
+from medstore.llm.prices import use_price_file
+from medstore.pipeline.budget import Estimate
+from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import Runner, RunResult
+from medstore.recipes.base import Recipe
+from medstore.warehouse.store import Warehouse, default_db_path
+
+
+@dataclass
+class RunPlan:
+    """A recipe, a teacher and the run's options, ready to go (or to estimate)."""
+
+    recipe: Recipe
+    teacher: Backend
+    options: RunOptions
+    source: str | None
+
+    def run_config(self) -> dict[str, Any]:
+        """What ``run_started`` records: every option that shapes the run."""
+        return {
+            "recipe": self.recipe.name,
+            "source": self.source or self.recipe.default_source(),
+            **self.options.model_dump(mode="json", exclude={"config", "progress"}),
+            "recipe_options": self.recipe.options.model_dump(mode="json"),
+        }
+
+
+def plan_run(
+    recipe: Recipe,
+    backend_options: BackendOptions,
+    options: RunOptions,
+    *,
+    source: str | None = None,
+    prices_path: str | None = None,
+) -> RunPlan:
+    """Build the teacher and the run's configuration; raises BackendUnavailable, ValueError
+    (a bad price file) or PriceUnknown (--max-cost without a price) with a one-line reason."""
+    if prices_path:
+        use_price_file(prices_path)
+    teacher = make_backend(backend_options)
+    plan = RunPlan(recipe, teacher, options, source)
+    config = {
+        **plan.run_config(),
+        "timeout": backend_options.timeout,
+        "batch": backend_options.batch,
+    }
+    plan.options = options.model_copy(update={"config": config})
+    return plan
+
+
+def estimate(plan: RunPlan, db_path: str | None) -> Estimate:
+    """--dry-run: the calls, tokens and cost the run would take; sends and writes nothing. A
+    warehouse that does not exist yet is not created."""
+    path = db_path or default_db_path()
+    with Warehouse(path if Path(path).exists() else ":memory:") as warehouse:
+        runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+        return runner.estimate(plan.source)
+
+
+def execute(plan: RunPlan, db_path: str | None) -> tuple[RunResult, Runner]:
+    """Run the plan to the end (or to Ctrl-C, or to the budget) against the warehouse."""
+    with Warehouse(db_path or default_db_path()) as warehouse:
+        runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+        result = asyncio.run(runner.run(plan.source))
+    return result, runner

@@ -1,0 +1,82 @@
+"""How a run goes: concurrency, retries, cache, limits and budget.
+
+``RunOptions`` is the one place these defaults live: ``cli.py run`` builds its flags from it
+(``medstore.cli.model_options``), and library callers construct it directly.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tenacity import RetryCallState
+
+from medstore.pipeline.shard import Shard
+
+NOT_ON_CLI = {"cli": False}
+
+
+@dataclass
+class RetryPolicy:
+    retries: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+
+    def wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter; a server's Retry-After wins when it gives one."""
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        backoff = min(self.max_delay, self.base_delay * 2 ** (state.attempt_number - 1))
+        return backoff * (0.5 + random.random() / 2)
+
+
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    limit: int | None = Field(None, ge=0, description="Take only the first N source records.")
+    concurrency: int = Field(8, ge=1, description="Tasks in flight at once.")
+    retries: int = Field(
+        3, ge=0, description="Retries on 429, 5xx, timeouts and dropped connections."
+    )
+    retry_base_delay: float = Field(
+        1.0, ge=0, description="First backoff in seconds (doubles each retry; Retry-After wins)."
+    )
+    retry_max_delay: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
+    repair_temperature: float = Field(0.30, ge=0, description="Temperature of repair attempts.")
+    seed: int | None = Field(None, description="Sampling seed sent with every request.")
+    cache: bool = Field(
+        True,
+        description="Replay requests the log has already answered (--no-cache: always call the "
+        "teacher).",
+    )
+    progress: bool = Field(True, description="Show a progress bar.")
+    shard: Shard | None = Field(
+        None,
+        description="Take only shard i of N (e.g. 0/4) by task-key hash.",
+        json_schema_extra={"cli": {"metavar": "i/N"}},
+    )
+    rpm: int | None = Field(None, ge=1, description="Most requests per minute to send.")
+    tpm: int | None = Field(None, ge=1, description="Most tokens per minute (prompt + max).")
+    max_cost: float | None = Field(
+        None,
+        ge=0,
+        description="Stop cleanly before spending more than this many USD.",
+        json_schema_extra={"cli": {"metavar": "USD"}},
+    )
+    # The window --rpm/--tpm count over (shorter in tests).
+    rate_window_s: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
+    # What run_started records as the run's configuration.
+    config: dict[str, Any] = Field(default_factory=dict, json_schema_extra=NOT_ON_CLI)
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def parse_shard(cls, value: Any) -> Any:
+        return Shard.parse(value) if isinstance(value, str) else value
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.retry_base_delay, self.retry_max_delay)

@@ -1,0 +1,194 @@
+"""The plugin's pages: a sample's provenance, the reviewer verdict form handler, reviewer login
+and charts. Reading needs no login; writing a verdict needs the review token (a login cookie,
+or ``Authorization: Bearer``), and browser forms carry Datasette's CSRF token."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+from datasette.utils import tilde_decode, tilde_encode
+from datasette.utils.asgi import Forbidden, NotFound, Response
+
+from medstore.serve import charts as serve_charts
+from medstore.serve.plugin import REVIEW_ACTION, is_reviewer, settings
+from medstore.serve.story import sample_story
+from medstore.warehouse.provenance import UnknownSample
+from medstore.warehouse.review import ReviewError, record_review
+from medstore.warehouse.store import Warehouse
+
+
+def sample_path(datasette, sample_id: str) -> str:
+    return datasette.urls.path(f"/-/medstore/sample/{tilde_encode(sample_id)}")
+
+
+async def sample_page(datasette, request) -> Response:
+    config = settings(datasette)
+    if config is None:
+        raise NotFound("not a medstore warehouse")
+    sample_id = tilde_decode(request.url_vars["sample_id"])
+
+    def load() -> dict[str, Any]:
+        with Warehouse(config.db_path, readonly=True) as warehouse:
+            return sample_story(warehouse, sample_id)
+
+    try:
+        story = await asyncio.to_thread(load)
+    except UnknownSample as exc:
+        raise NotFound(str(exc)) from exc
+    if request.url_vars.get("format") == "json":
+        return Response.json(story, default=str)
+    can_review = await datasette.permission_allowed(request.actor, REVIEW_ACTION, default=False)
+    return Response.html(
+        await datasette.render_template(
+            "medstore_sample.html",
+            {
+                "story": story,
+                "database": config.database,
+                "can_review": can_review,
+                "review_url": sample_path(datasette, sample_id) + "/review",
+                "login_url": datasette.urls.path("/-/medstore/login")
+                + "?next="
+                + sample_path(datasette, sample_id),
+                "pretty": pretty_json,
+            },
+            request=request,
+        )
+    )
+
+
+async def review_sample(datasette, request) -> Response:
+    """POST a verdict: form fields verdict (accept|reject), note, and reviewer for API clients."""
+    config = settings(datasette)
+    if config is None:
+        raise NotFound("not a medstore warehouse")
+    if request.method != "POST":
+        return Response.text("POST a verdict here", status=405)
+    if not await datasette.permission_allowed(request.actor, REVIEW_ACTION, default=False):
+        raise Forbidden(
+            "Recording a verdict needs a reviewer login (/-/medstore/login) or an "
+            "Authorization: Bearer header with the review token"
+        )
+    sample_id = tilde_decode(request.url_vars["sample_id"])
+    form = await request.post_vars()
+    reviewer = request.actor["id"]
+    if reviewer == "api":
+        reviewer = form.get("reviewer") or "api"
+    wants_json = request.headers.get("accept") == "application/json" or (
+        request.headers.get("authorization", "").startswith("Bearer ")
+    )
+    try:
+        result = await asyncio.to_thread(
+            record_review,
+            config.db_path,
+            sample_id,
+            form.get("verdict", ""),
+            form.get("note", ""),
+            reviewer,
+        )
+    except ReviewError as exc:
+        if wants_json:
+            return Response.json({"ok": False, "error": str(exc)}, status=400)
+        datasette.add_message(request, str(exc), datasette.ERROR)
+        return Response.redirect(sample_path(datasette, sample_id))
+    if wants_json:
+        return Response.json({"ok": True, **result})
+    datasette.add_message(
+        request,
+        f"Recorded your verdict: {result['verdict']}"
+        + (" (the sample has left the dataset)" if result["verdict"] == "reject" else ""),
+    )
+    return Response.redirect(sample_path(datasette, sample_id))
+
+
+async def login(datasette, request) -> Response:
+    """Reviewer login: the review token printed (or set) at `serve` time, plus a name."""
+    config = settings(datasette)
+    if config is None:
+        raise NotFound("not a medstore warehouse")
+    next_path = request.args.get("next") or "/"
+    error = None
+    if request.method == "POST":
+        form = await request.post_vars()
+        next_path = form.get("next") or "/"
+        name = (form.get("reviewer") or "").strip()
+        token = (form.get("token") or "").strip()
+        if config.review_token is None:
+            error = (
+                "Reviewing is off on this server: start it with `python cli.py serve`, or set "
+                "$MEDSTORE_REVIEW_TOKEN before `datasette`."
+            )
+        elif not name:
+            error = "Give your name: it is recorded with every verdict."
+        elif not hmac.compare_digest(token, config.review_token):
+            error = "That is not the review token this server was started with."
+        else:
+            response = Response.redirect(safe_next(next_path))
+            response.set_cookie(
+                "ds_actor",
+                datasette.sign({"a": {"id": name, "medstore_reviewer": True}}, "actor"),
+                httponly=True,
+                samesite="lax",
+            )
+            return response
+    return Response.html(
+        await datasette.render_template(
+            "medstore_login.html",
+            {"error": error, "next": safe_next(next_path), "reviewer": is_reviewer(request.actor)},
+            request=request,
+        ),
+        status=403 if error else 200,
+    )
+
+
+def safe_next(path: str) -> str:
+    """Only redirect within this site."""
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+async def charts(datasette, request) -> Response:
+    config = settings(datasette)
+    if config is None:
+        raise NotFound("not a medstore warehouse")
+    db = datasette.get_database(config.database)
+
+    def draw(conn) -> dict[str, str | None]:
+        over_time = serve_charts.events_over_time(conn)
+        failures = serve_charts.failures_by_reason(conn)
+        labels = serve_charts.label_balance(conn)
+        loss = serve_charts.training_loss(conn)
+        return {
+            "events_over_time": serve_charts.line_chart(
+                over_time, x_label="seconds since the run started", y_label="events"
+            )
+            if over_time
+            else None,
+            "failures": serve_charts.bar_chart(failures, unit="tasks") if failures else None,
+            "labels": serve_charts.bar_chart(labels, unit="samples") if labels else None,
+            "loss": serve_charts.line_chart(loss, x_label="step", y_label="loss") if loss else None,
+        }
+
+    figures = await db.execute_fn(draw)
+    return Response.html(
+        await datasette.render_template(
+            "medstore_charts.html",
+            {"charts": figures, "database": config.database},
+            request=request,
+        )
+    )
+
+
+def pretty_json(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+ROUTES = [
+    (r"^/-/medstore/sample/(?P<sample_id>[^/]+?)/review$", review_sample),
+    (r"^/-/medstore/sample/(?P<sample_id>[^/]+?)(\.(?P<format>json))?$", sample_page),
+    (r"^/-/medstore/login$", login),
+    (r"^/-/medstore/charts$", charts),
+]

@@ -1,0 +1,225 @@
+"""medstore's Datasette plugin: metadata and canned queries, cell rendering, reviewer auth, and
+the provenance, review, login and charts pages (in ``medstore.serve.pages``).
+
+Installed as a ``datasette`` entry point, so plain ``datasette warehouse.db`` shows medstore's
+pages too: at startup the plugin looks for a medstore warehouse among the databases. Reviewing
+then needs ``$MEDSTORE_REVIEW_TOKEN``; ``cli.py serve`` sets a token itself. Every hook does
+nothing on a Datasette instance that serves no warehouse.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasette import hookimpl
+from datasette.plugins import pm
+from datasette.utils import tilde_encode
+from markupsafe import Markup, escape
+
+PLUGIN_NAME = "medstore"
+REVIEW_ACTION = "medstore-review"
+TOKEN_ENV = "MEDSTORE_REVIEW_TOKEN"
+LONG_TEXT = 300
+EVENT_ID_COLUMNS = {
+    "event_id",
+    "parent_event_id",
+    "request_event_id",
+    "response_event_id",
+    "accepted_event_id",
+    "replayed_event_id",
+    "export_event_id",
+}
+TASK_KEY_TABLES = {"task_state", "llm_errors", "validation_verdicts", "llm_calls"}
+
+
+def register() -> None:
+    """Load this plugin into Datasette's plugin manager unless its entry point already did."""
+    module = sys.modules[__name__]
+    if not pm.is_registered(module):
+        pm.register(module, name=PLUGIN_NAME)
+
+
+@dataclass
+class ServeSettings:
+    """What the plugin knows per Datasette instance; kept off the public metadata."""
+
+    db_path: str
+    database: str
+    review_token: str | None  # None: nobody can record verdicts
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def configure(datasette: Any, db_path: str, database: str, review_token: str | None) -> None:
+    """Serve ``database`` (the file ``db_path``) as a medstore warehouse."""
+    from medstore.serve.metadata import build_metadata
+    from medstore.warehouse.store import Warehouse
+
+    with Warehouse(db_path, readonly=True) as warehouse:
+        metadata = build_metadata(warehouse, database)
+    datasette.medstore = ServeSettings(db_path, database, review_token, metadata)
+
+
+def settings(datasette: Any) -> ServeSettings | None:
+    return getattr(datasette, "medstore", None)
+
+
+def is_warehouse(path: str) -> bool:
+    """A SQLite file holding medstore's event log (checked read-only, nothing written)."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"events", "blobs", "chain_head"} <= names
+
+
+# Set-up -----------------------------------------------------------------------------------------
+@hookimpl
+def startup(datasette):
+    """Under plain ``datasette warehouse.db``, find the warehouse and serve it as medstore's."""
+    if settings(datasette) is not None:
+        return
+    for name, database in datasette.databases.items():
+        if database.path and is_warehouse(database.path):
+            configure(datasette, database.path, name, os.environ.get(TOKEN_ENV) or None)
+            return
+
+
+@hookimpl
+def get_metadata(datasette, key, database, table):
+    config = settings(datasette)
+    return config.metadata if config is not None else None
+
+
+def ours(datasette: Any, database: str | None) -> bool:
+    config = settings(datasette)
+    return config is not None and database == config.database
+
+
+def is_reviewer(actor: dict[str, Any] | None) -> bool:
+    return bool(actor and actor.get("medstore_reviewer"))
+
+
+# Cells ------------------------------------------------------------------------------------------
+@hookimpl
+def render_cell(row: Any, value: Any, column: str, table: str | None, database: str, datasette):
+    """Sample ids link to their provenance page, hashes to their blob, JSON is pretty-printed and
+    long texts fold open on click."""
+    if not ours(datasette, database) or value is None:
+        return None
+    if column == "sample_id" and isinstance(value, str):
+        href = datasette.urls.path(f"/-/medstore/sample/{tilde_encode(value)}")
+        return Markup(f'<a class="medstore-sample" href="{escape(href)}">{escape(value)}</a>')
+    if column.endswith("_blob") and isinstance(value, str) and value.startswith("b2:"):
+        href = datasette.urls.row(database, "blobs", tilde_encode(value))
+        return Markup(f'<a href="{escape(href)}">{escape(value[:15])}…</a>')
+    if column in EVENT_ID_COLUMNS and isinstance(value, str) and table != "events":
+        href = datasette.urls.table(database, "events") + f"?event_id={tilde_encode(value)}"
+        return Markup(f'<a href="{escape(href)}">{escape(value)}</a>')
+    if column == "task_key" and table in TASK_KEY_TABLES and isinstance(value, str):
+        href = datasette.urls.table(database, "events") + f"?task_key={tilde_encode(value)}"
+        return Markup(
+            f'<a href="{escape(href)}" title="every event of this task">{escape(value)}</a>'
+        )
+    if isinstance(value, str) and (column.endswith("_json") or column == "payload_json"):
+        return render_json_text(value)
+    if isinstance(value, str) and len(value) > LONG_TEXT:
+        return folded(value[:160], Markup('<pre class="medstore-text">{}</pre>').format(value))
+    return None
+
+
+def render_json_text(text: str) -> Markup | None:
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    pretty = json.dumps(decoded, indent=2, ensure_ascii=False)
+    block = Markup('<pre class="medstore-json">{}</pre>').format(pretty)
+    if len(pretty) <= LONG_TEXT:
+        return block
+    return folded(text[:120], block)
+
+
+def folded(summary: str, body: Markup) -> Markup:
+    return Markup('<details class="medstore-fold"><summary>{}…</summary>{}</details>').format(
+        summary, body
+    )
+
+
+# Auth -------------------------------------------------------------------------------------------
+@hookimpl
+def actor_from_request(datasette, request):
+    """API clients authenticate with ``Authorization: Bearer <review token>``."""
+    config = settings(datasette)
+    header = request.headers.get("authorization", "")
+    if config is None or config.review_token is None or not header.startswith("Bearer "):
+        return None
+    if hmac.compare_digest(header[len("Bearer ") :].strip(), config.review_token):
+        return {"id": "api", "medstore_reviewer": True}
+    return None
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action):
+    if action == REVIEW_ACTION and settings(datasette) is not None:
+        return is_reviewer(actor)
+    return None
+
+
+# Pages ------------------------------------------------------------------------------------------
+@hookimpl
+def register_routes(datasette):
+    from medstore.serve import pages
+
+    return pages.ROUTES
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    if settings(datasette) is None:
+        return []
+    return [datasette.urls.static_plugins(static_name(), "medstore.css")]
+
+
+def static_name() -> str:
+    """Datasette mounts a plugin's static/ folder under its package's name when the plugin
+    came from an entry point, else under its module name."""
+    module = sys.modules[__name__]
+    for plugin, dist in pm.list_plugin_distinfo():
+        if plugin is module:
+            return dist.project_name
+    return __name__
+
+
+@hookimpl
+def menu_links(datasette, actor):
+    if settings(datasette) is None:
+        return []
+    config = settings(datasette)
+    links = [
+        {"href": datasette.urls.path("/-/medstore/charts"), "label": "Charts"},
+        {
+            "href": datasette.urls.database(config.database) + "/samples_awaiting_review",
+            "label": "Samples awaiting review",
+        },
+    ]
+    if not is_reviewer(actor):
+        links.append({"href": datasette.urls.path("/-/medstore/login"), "label": "Reviewer login"})
+    return links
+
+
+@hookimpl
+def prepare_connection(conn, database, datasette):
+    if ours(datasette, database):
+        # Readers never block the WAL writer, but a checkpoint can briefly hold them.
+        conn.execute("PRAGMA busy_timeout = 5000")
