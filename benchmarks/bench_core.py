@@ -23,11 +23,11 @@ sys.path.insert(0, str(REPO))
 
 from teacher_process import teacher_process  # noqa: E402
 
-from medstore.warehouse.events import Envelope, LLMResponse, make_record  # noqa: E402
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
-from medstore.recipes.consult import ConsultRecipe  # noqa: E402
-from medstore.pipeline.options import RunOptions
+from medstore.pipeline.options import RunOptions  # noqa: E402
 from medstore.pipeline.runner import Runner  # noqa: E402
+from medstore.recipes.consult import ConsultRecipe  # noqa: E402
+from medstore.warehouse.events import Envelope, LLMResponse, make_record  # noqa: E402
 from medstore.warehouse.store import Warehouse, append_records, connect  # noqa: E402
 
 

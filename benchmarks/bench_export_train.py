@@ -4,8 +4,9 @@
    JSONL and to a `datasets` Arrow folder: seconds and rows/s, against a baseline measured in the
    same run: reading the same view and writing its sample JSON one per line (no messages, no
    split, no manifest, no lineage).
-2. Training throughput (non-padding tokens/s) of `cli.py train` (medstore.training.train.train, LoRA on the
-   bundled SmolLM2-135M unless --base-model) against a plain transformers Trainer on the same
+2. Training throughput (non-padding tokens/s) of `cli.py train` (medstore.training.train,
+   LoRA on the bundled SmolLM2-135M unless --base-model) against a plain transformers Trainer
+   on the same
    rows, model, LoRA settings, batch size and steps (dynamic padding via DataCollatorForSeq2Seq).
    Target ratio >= 1.0.
 
@@ -90,8 +91,8 @@ def build_warehouse(path: Path, samples: int) -> float:
 
 
 def bench_export(db: Path, out: Path) -> list[tuple[str, float, int]]:
-    from medstore.training.export import export_dataset
     from medstore.recipes.consult import ConsultRecipe
+    from medstore.training.export import export_dataset
     from medstore.warehouse.store import Warehouse
 
     results = []
@@ -177,8 +178,8 @@ def baseline_trainer(
 
 
 def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tuple[float, int]:
-    from medstore.warehouse.store import Warehouse
     from medstore.training.train import TrainConfig, train
+    from medstore.warehouse.store import Warehouse
 
     config = TrainConfig(
         data_dir=str(data_dir),
@@ -196,10 +197,10 @@ def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tup
 
 
 def bench_train(db: Path, out: Path, args: argparse.Namespace) -> list[tuple[str, float, int]]:
-    from medstore.training.export import export_dataset
     from medstore.recipes.consult import ConsultRecipe
-    from medstore.warehouse.store import Warehouse
+    from medstore.training.export import export_dataset
     from medstore.training.train import load_training_data
+    from medstore.warehouse.store import Warehouse
 
     rows_needed = args.batch_size * args.train_steps
     small = out / "train-db.db"

@@ -19,14 +19,14 @@ sys.path.insert(0, str(REPO))
 
 from teacher_process import teacher_process  # noqa: E402
 
+from medstore.checks.structure import check_structure  # noqa: E402
 from medstore.llm.openai_backend import OpenAIBackend  # noqa: E402
+from medstore.pipeline.options import RunOptions  # noqa: E402
+from medstore.pipeline.runner import Runner  # noqa: E402
 from medstore.plugins import get_recipe  # noqa: E402
 from medstore.sources.base import Task  # noqa: E402
-from medstore.pipeline.options import RunOptions
-from medstore.pipeline.runner import Runner  # noqa: E402
 from medstore.sources.medec import MedecPair, default_medec_path, read_medec  # noqa: E402
 from medstore.warehouse.store import Warehouse  # noqa: E402
-from medstore.checks.structure import check_structure  # noqa: E402
 
 # recipe -> (scripted teacher, extra recipe options)
 RECIPES = {

@@ -29,10 +29,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from medstore.plugins import get_recipe, recipe_names  # noqa: E402
 from medstore.warehouse.events import Envelope, EventRecord  # noqa: E402
 from medstore.warehouse.hashing import content_hash, json_hash, short_hash, uuid7  # noqa: E402
 from medstore.warehouse.provenance import sample_provenance  # noqa: E402
-from medstore.plugins import get_recipe, recipe_names  # noqa: E402
 from medstore.warehouse.status import warehouse_status  # noqa: E402
 from medstore.warehouse.store import Warehouse, append_records, connect  # noqa: E402
 
@@ -269,9 +269,9 @@ def throughput(tasks: int, limit: int, window_s: float, latency_s: float) -> lis
     import subprocess
 
     from medstore.llm.openai_backend import OpenAIBackend
-    from medstore.recipes.consult import ConsultRecipe
     from medstore.pipeline.options import RunOptions
-from medstore.pipeline.runner import Runner
+    from medstore.pipeline.runner import Runner
+    from medstore.recipes.consult import ConsultRecipe
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_core import write_scenarios

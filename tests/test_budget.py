@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from medstore.cli import cli
 from medstore.llm import prices
 from medstore.llm.openai_backend import OpenAIBackend
-from medstore.recipes.consult import ConsultRecipe
 from medstore.pipeline.runner import Runner, RunOptions
+from medstore.recipes.consult import ConsultRecipe
 from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.warehouse.events import Envelope, ReviewVerdict
 from medstore.training.export import MANIFEST, split_of, to_think_tags
+from medstore.warehouse.events import Envelope, ReviewVerdict
 from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve

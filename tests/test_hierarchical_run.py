@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from medstore.checks.structure import check_structure
 from medstore.cli import cli
 from medstore.recipes.hierarchical import HierarchicalRecipe
 from medstore.resources import resource_dir
 from medstore.warehouse.store import Warehouse
-from medstore.checks.structure import check_structure
 
 from .fakeserver import serve
 from .teachers_hierarchical import (

@@ -17,7 +17,13 @@ from click.testing import CliRunner
 from medstore.cli import cli
 from medstore.sources.mimic.demo import make_demo
 from medstore.sources.mimic.duck import MimicDB
-from medstore.sources.mimic.packet import RowCaps, build_packet, build_packets, packet_hash, packet_json
+from medstore.sources.mimic.packet import (
+    RowCaps,
+    build_packet,
+    build_packets,
+    packet_hash,
+    packet_json,
+)
 from medstore.sources.mimic.schema import TABLES
 
 PATIENTS = 12

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.pipeline.data_use import decide_data_use
 from medstore.llm.base import Backend
+from medstore.pipeline.data_use import decide_data_use
 from medstore.sources.mimic.demo import make_demo
 from medstore.sources.mimic.duck import MimicDB
 

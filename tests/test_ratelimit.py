@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from medstore.llm.openai_backend import OpenAIBackend
-from medstore.pipeline.ratelimit import RateLimiter
-from medstore.recipes.consult import ConsultRecipe
 from medstore.pipeline.options import RunOptions
+from medstore.pipeline.ratelimit import RateLimiter
 from medstore.pipeline.runner import Runner
+from medstore.recipes.consult import ConsultRecipe
 from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve

@@ -11,7 +11,13 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medstore.warehouse.events import Envelope, ReviewVerdict, SampleAccepted, SampleRejected, make_record
+from medstore.warehouse.events import (
+    Envelope,
+    ReviewVerdict,
+    SampleAccepted,
+    SampleRejected,
+    make_record,
+)
 from medstore.warehouse.hashing import canonical_json, content_hash
 from medstore.warehouse.migrations import MIGRATIONS, ensure_migrations_table
 from medstore.warehouse.store import Warehouse, append_records, connect

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.warehouse.merge import MergeError, merge_warehouses
-from medstore.recipes.consult import ConsultRecipe
 from medstore.pipeline.shard import Shard, shard_of
+from medstore.recipes.consult import ConsultRecipe
+from medstore.warehouse.merge import MergeError, merge_warehouses
 from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve

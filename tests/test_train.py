@@ -167,8 +167,8 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
 
 
 def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> None:
-    from medstore.warehouse.events import Envelope, TrainingLogged
     from medstore.training.train import event_writer
+    from medstore.warehouse.events import Envelope, TrainingLogged
 
     event = TrainingLogged(training_run_id="t", step=1, epoch=0.1, loss=1.0)
     with Warehouse(tmp_path / "w.db") as warehouse:

@@ -17,7 +17,6 @@ from typing import Any
 
 import annotated_types
 import click
-from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined

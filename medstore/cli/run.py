@@ -105,7 +105,7 @@ class RunCommand(click.Command):
             if record:
                 sections["Teacher" if param.name in teacher else "Options"].append(record)
         chosen = ctx.meta.get("medstore.recipe")
-        for name, (option, takers) in table.items():
+        for option, takers in table.values():
             for recipe in takers:
                 if chosen in (None, recipe):
                     record = option.get_help_record(ctx)

@@ -1,8 +1,9 @@
 """Recipe `hierarchical`: doctors' answers rewritten as pyramid-ordered markdown nested lists.
 
-Replaces the "Hierarchical medical response generation" script. One stage, ``rewrite``, turns the
-Doctor column of a consultation into a list that ``medstore.checks.structure`` checks: at least three
-levels, at most five siblings per group, one marker style, the conclusion first, and at least
+Replaces the "Hierarchical medical response generation" script. One stage, ``rewrite``, turns
+the Doctor column of a consultation into a list that ``medstore.checks.structure`` checks: at
+least three levels, at most five siblings per group, one marker style, the conclusion first,
+and at least
 ``--min-preservation`` of the original answer's key terms kept. Violations are quoted in the
 repair prompt; a rewrite still invalid after the repairs is rejected, and the rejection carries a
 fallback sample (the original answer, ``_conversion_success`` false) that

@@ -19,9 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from medstore.recipes.base import CredentialedOptions, Recipe, Skip, SourceError, Stage, Task
+from medstore.sources.mimic import MIMIC_DIR_ENV
 
 PHASES = ("admission", "hospital_course", "discharge")
-from medstore.sources.mimic import MIMIC_DIR_ENV
 
 CHAT_SYSTEM_PROMPT = (
     "You are a hospital doctor. Given an admission's record, write the chronological "

@@ -2,8 +2,8 @@
 
 Datasette opens the warehouse read-only (``mode=ro``) over WAL, so serving never blocks a run
 writing to the same file and every page shows the events committed so far. The only writes are
-reviewer verdicts (through ``medstore.warehouse.review``, short transactions) and the derived search index
-(``medstore.serve.search``).
+reviewer verdicts (through ``medstore.warehouse.review``, short transactions) and the derived
+search index (``medstore.serve.search``).
 """
 
 from __future__ import annotations

@@ -11,15 +11,18 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medstore.resources import resource_dir
+from medstore.warehouse import queries
 from medstore.warehouse.events import Envelope, Event, EventRecord, make_record
-from medstore.warehouse.hashing import HASH_TAG, canonical_json, content_hash
+from medstore.warehouse.hashing import HASH_TAG, canonical_json
 from medstore.warehouse.migrations import migrate
 from medstore.warehouse.projections import project
+
+if TYPE_CHECKING:
+    from medstore.warehouse.verify import VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +116,8 @@ def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None
     """Write records in one transaction, extending the hash chain. Safe across processes."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        head = conn.execute("SELECT last_hash, event_count FROM chain_head").fetchone()
-        prev_hash, count = head[0], head[1]
+        head = queries.select_one(conn, "chain_head")
+        prev_hash, count = head["last_hash"], head["event_count"]
         blob_rows: dict[str, str] = {}
         rows = []
         for record in records:
@@ -136,21 +139,17 @@ def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None
             rows.append((*fields, prev_hash, this_hash))
             prev_hash = this_hash
         if blob_rows:
-            conn.executemany(
-                "INSERT OR IGNORE INTO blobs (hash, content, size) VALUES (?, ?, ?)",
-                [(h, text, len(text)) for h, text in blob_rows.items()],
+            queries.execute_many(
+                conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
             )
-        cursor = conn.executemany(
-            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}, prev_hash, hash) "
-            f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 2))})",
-            rows,
-        )
-        del cursor
+        queries.execute_many(conn, "insert_events", rows)
         project(conn, rows)
-        last_id = conn.execute("SELECT max(id) FROM events").fetchone()[0]
-        conn.execute(
-            "UPDATE chain_head SET last_id = ?, last_hash = ?, event_count = ?",
-            (last_id, prev_hash, count + len(rows)),
+        queries.execute(
+            conn,
+            "set_chain_head",
+            last_id=queries.select_value(conn, "last_event_id"),
+            last_hash=prev_hash,
+            event_count=count + len(rows),
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -256,17 +255,6 @@ def describe_sqlite_error(exc: BaseException, path: str) -> str:
     return f"{path}: {text}"
 
 
-@dataclass
-class VerifyReport:
-    events: int
-    blobs: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 class Warehouse:
     """A warehouse file: migrated on open, views installed, read from here, written via append."""
 
@@ -307,11 +295,17 @@ class Warehouse:
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute(sql, params)]
 
+    def select(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a named query (``sql/queries``)."""
+        return queries.select(self.conn, name, **params)
+
+    def select_one(self, name: str, **params: Any) -> dict[str, Any] | None:
+        return queries.select_one(self.conn, name, **params)
+
     def blob(self, digest: str | None) -> str | None:
         if digest is None:
             return None
-        row = self.conn.execute("SELECT content FROM blobs WHERE hash = ?", (digest,)).fetchone()
-        return row[0] if row else None
+        return queries.select_value(self.conn, "blob", hash=digest)
 
     def messages(self, stored: list[dict[str, str]]) -> list[dict[str, str]]:
         return [{"role": m["role"], "content": self.blob(m["content_blob"]) or ""} for m in stored]
@@ -358,37 +352,6 @@ class Warehouse:
     # integrity ----------------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
         """Recompute the hash chain and every blob hash; report each break found."""
-        problems: list[str] = []
-        prev_hash = "genesis"
-        count = 0
-        last_id = 0
-        columns = ", ".join(EVENT_COLUMNS)
-        for row in self.conn.execute(
-            f"SELECT id, {columns}, prev_hash, hash FROM events ORDER BY id"
-        ):
-            fields = tuple(row[name] for name in EVENT_COLUMNS)
-            if row["prev_hash"] != prev_hash:
-                problems.append(
-                    f"event id {row['id']}: chain broken (prev_hash does not match the row before:"
-                    " a row was removed or reordered)"
-                )
-            expected = link_hash(row["prev_hash"], fields)
-            if expected != row["hash"]:
-                problems.append(f"event id {row['id']} ({row['event_id']}): contents were edited")
-            prev_hash = row["hash"]
-            count += 1
-            last_id = row["id"]
-        head = self.conn.execute(
-            "SELECT last_id, last_hash, event_count FROM chain_head"
-        ).fetchone()
-        if head is not None and (head[0], head[1], head[2]) != (last_id, prev_hash, count):
-            problems.append(
-                f"chain head says {head[2]} events ending at id {head[0]}, the log has {count}"
-                f" ending at id {last_id}: events were removed from the end"
-            )
-        blobs = 0
-        for digest, text in self.conn.execute("SELECT hash, content FROM blobs"):
-            blobs += 1
-            if content_hash(text) != digest:
-                problems.append(f"blob {digest[:20]}…: contents do not match their hash")
-        return VerifyReport(events=count, blobs=blobs, problems=problems)
+        from medstore.warehouse.verify import verify_warehouse
+
+        return verify_warehouse(self)

@@ -1,0 +1,59 @@
+-- The event log's own reads and writes: appends, the chain head, resume, the request cache.
+
+-- name: chain_head^
+-- The last link of the hash chain, and how many events it covers.
+SELECT last_id, last_hash, event_count FROM chain_head;
+
+-- name: set_chain_head!
+UPDATE chain_head SET last_id = :last_id, last_hash = :last_hash, event_count = :event_count;
+
+-- name: last_event_id$
+SELECT max(id) FROM events;
+
+-- name: insert_blobs*!
+-- Content-addressed: a text already stored under its hash is not stored again.
+INSERT OR IGNORE INTO blobs (hash, content, size) VALUES (?, ?, ?);
+
+-- name: insert_events*!
+INSERT INTO events (
+    event_id, run_id, recipe, task_key, stage, attempt, event_type, parent_event_id,
+    payload_json, created_utc, prev_hash, hash
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: blob$
+SELECT content FROM blobs WHERE hash = :hash;
+
+-- name: finished_tasks
+-- Tasks whose latest state is final (accepted or rejected): resume skips them.
+SELECT task_key FROM task_state WHERE recipe = :recipe AND state IN ('accepted', 'rejected');
+
+-- name: answered_request_hashes
+-- Every request the log holds an answer to (the request cache's index; see projections).
+SELECT request_hash FROM answered_requests;
+
+-- name: cached_response^
+-- The latest successful response to an identical request (an answer or a replay of one).
+SELECT event_id, payload_json FROM events
+WHERE event_type IN ('llm_response', 'cache_replay')
+  AND json_extract(payload_json, '$.request_hash') = :request_hash
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: chain_rows
+-- Every event with the fields its hash covers, in log order (what verify recomputes).
+SELECT
+    id, event_id, run_id, recipe, task_key, stage, attempt, event_type, parent_event_id,
+    payload_json, created_utc, prev_hash, hash
+FROM events
+ORDER BY id;
+
+-- name: all_blobs
+SELECT hash, content FROM blobs;
+
+-- name: task_events
+-- Every event of one task, in log order.
+SELECT * FROM events WHERE recipe = :recipe AND task_key = :task_key ORDER BY id;
+
+-- name: sample_membership^
+-- Whether one sample is in the dataset now, and if not, why (see the view).
+SELECT * FROM sample_membership WHERE sample_id = :sample_id ORDER BY accepted_id DESC LIMIT 1;
