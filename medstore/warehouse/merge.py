@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medstore.warehouse import queries
 from medstore.warehouse.events import Envelope, WarehouseMerged, make_record
 from medstore.warehouse.hashing import canonical_json
 from medstore.warehouse.projections import project
@@ -53,6 +54,7 @@ def merge_warehouses(sources: list[str], into: str) -> MergeReport:
     heads = [verified_head(source) for source in sources]
     Warehouse(into).close()  # create and migrate the target before attaching
     conn = sqlite3.connect(target.as_uri(), uri=True, isolation_level=None)
+    conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     try:
         return merge_into(conn, sources, heads, str(into))
@@ -69,7 +71,7 @@ def verified_head(source: str) -> dict[str, Any]:
         raise MergeError(str(exc)) from exc
     try:
         report = warehouse.verify()
-        head = warehouse.query("SELECT last_hash FROM chain_head")[0]["last_hash"]
+        head = warehouse.select_one("chain_head")["last_hash"]
     finally:
         warehouse.close()
     if not report.ok:
@@ -88,66 +90,96 @@ def merge_into(
         )
     conn.execute("BEGIN IMMEDIATE")
     try:
-        before = conn.total_changes
-        for alias in aliases:
-            conn.execute(
-                f"INSERT OR IGNORE INTO main.blobs SELECT hash, content, size FROM {alias}.blobs"
-            )
-        report.added_blobs = conn.total_changes - before
-        prev_hash, count = conn.execute("SELECT last_hash, event_count FROM chain_head").fetchone()
-        added_by_source = [0] * len(sources)
-        streams = [new_events(conn, alias, number) for number, alias in enumerate(aliases)]
-        seen: set[str] = set()
-        rows: list[tuple[Any, ...]] = []
-        for _, _, number, fields in heapq.merge(*streams):
-            if fields[0] in seen:  # the same event in two sources
-                continue
-            seen.add(fields[0])
-            added_by_source[number] += 1
-            this_hash = link_hash(prev_hash, fields)
-            rows.append((*fields, prev_hash, this_hash))
-            prev_hash = this_hash
-            if len(rows) >= INSERT_CHUNK:
-                insert_rows(conn, rows)
-                rows = []
-        report.added_events = len(seen)
+        report.added_blobs = copy_blobs(conn, aliases)
+        target_head = queries.select_one(conn, "chain_head")
+        chain = Chain(conn, target_head["last_hash"])
+        added_by_source = chain.append_new_events(aliases)
+        report.added_events = sum(added_by_source)
         report.sources = [
             {**head, "added_events": added}
             for head, added in zip(heads, added_by_source, strict=True)
         ]
         if report.added_events:
             # The merge itself goes into the log, so an audit can tell where events came from.
-            record = make_record(
-                WarehouseMerged(
-                    sources=report.sources,
-                    added_events=report.added_events,
-                    added_blobs=report.added_blobs,
-                ),
-                Envelope(),
-            )
-            fields = (
-                record.event_id,
-                *(None,) * 5,  # run, recipe, task, stage, attempt: a merge belongs to none
-                record.event_type,
-                None,
-                canonical_json(record.payload),
-                record.created_utc,
-            )
-            this_hash = link_hash(prev_hash, fields)
-            rows.append((*fields, prev_hash, this_hash))
-            prev_hash = this_hash
-        insert_rows(conn, rows)
-        added = report.added_events + (1 if report.added_events else 0)
-        last_id = conn.execute("SELECT max(id) FROM main.events").fetchone()[0] or 0
-        conn.execute(
-            "UPDATE chain_head SET last_id = ?, last_hash = ?, event_count = ?",
-            (last_id, prev_hash, count + added),
+            chain.add(merge_event(report))
+        chain.flush()
+        queries.execute(
+            conn,
+            "set_chain_head",
+            last_id=queries.select_value(conn, "last_event_id") or 0,
+            last_hash=chain.prev_hash,
+            event_count=target_head["event_count"] + chain.added,
         )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return report
+
+
+def copy_blobs(conn: sqlite3.Connection, aliases: list[str]) -> int:
+    """Every source's blobs the target lacks; returns how many were added."""
+    before = conn.total_changes
+    for alias in aliases:
+        conn.execute(
+            f"INSERT OR IGNORE INTO main.blobs SELECT hash, content, size FROM {alias}.blobs"
+        )
+    return conn.total_changes - before
+
+
+class Chain:
+    """Events being appended to the target's hash chain, inserted (and projected) in chunks."""
+
+    def __init__(self, conn: sqlite3.Connection, prev_hash: str) -> None:
+        self.conn = conn
+        self.prev_hash = prev_hash
+        self.rows: list[tuple[Any, ...]] = []
+        self.added = 0
+
+    def add(self, fields: tuple[Any, ...]) -> None:
+        this_hash = link_hash(self.prev_hash, fields)
+        self.rows.append((*fields, self.prev_hash, this_hash))
+        self.prev_hash = this_hash
+        self.added += 1
+        if len(self.rows) >= INSERT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        insert_rows(self.conn, self.rows)
+        self.rows = []
+
+    def append_new_events(self, aliases: list[str]) -> list[int]:
+        """Interleave the sources' new events (see the module docstring); the count per source."""
+        added_by_source = [0] * len(aliases)
+        streams = [new_events(self.conn, alias, number) for number, alias in enumerate(aliases)]
+        seen: set[str] = set()
+        for _, _, number, fields in heapq.merge(*streams):
+            if fields[0] in seen:  # the same event in two sources
+                continue
+            seen.add(fields[0])
+            added_by_source[number] += 1
+            self.add(fields)
+        return added_by_source
+
+
+def merge_event(report: MergeReport) -> tuple[Any, ...]:
+    """The row fields of the warehouse_merged event that records this merge."""
+    record = make_record(
+        WarehouseMerged(
+            sources=report.sources,
+            added_events=report.added_events,
+            added_blobs=report.added_blobs,
+        ),
+        Envelope(),
+    )
+    return (
+        record.event_id,
+        *(None,) * 5,  # run, recipe, task, stage, attempt: a merge belongs to none
+        record.event_type,
+        None,
+        canonical_json(record.payload),
+        record.created_utc,
+    )
 
 
 def new_events(
@@ -166,9 +198,5 @@ def new_events(
 
 def insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     if rows:
-        conn.executemany(
-            f"INSERT INTO main.events ({', '.join(EVENT_COLUMNS)}, prev_hash, hash)"
-            f" VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 2))})",
-            rows,
-        )
+        queries.execute_many(conn, "insert_events", rows)  # into main.events, the target's
         project(conn, rows)

@@ -2,7 +2,9 @@
 
 Each migration is a function ``mNNN_name(conn)``; its docstring says why it exists.
 The views are not migrations: they live in ``sql/views`` and are recreated on open, since
-they hold no data.
+they hold no data. A migration that creates a derived table fills it with that table's one
+rebuild (``sql/derived``, see ``derived.py``): derived rows are always computed by the current
+rule, which is what a projection of the log should hold.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from medstore.warehouse.derived import rebuild
 from medstore.warehouse.hashing import utc_now
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -127,55 +130,9 @@ def m003_sample_index(conn: sqlite3.Connection) -> None:
         CREATE INDEX sample_index_dataset
             ON sample_index(recipe, label, review_verdict, accepted_id)
             WHERE is_current AND NOT is_copy;
-        INSERT INTO sample_index
-        WITH accepted AS (
-            SELECT
-                id,
-                event_id,
-                json_extract(payload_json, '$.sample_id') AS sample_id,
-                recipe,
-                task_key,
-                json_extract(payload_json, '$.label') AS label,
-                run_id,
-                created_utc,
-                json_extract(payload_json, '$.content_hash') AS content_hash,
-                json_extract(payload_json, '$.sample_blob') AS sample_blob,
-                NOT EXISTS (
-                    SELECT 1 FROM events later
-                    WHERE later.recipe = e.recipe AND later.task_key = e.task_key
-                      AND later.id > e.id
-                      AND later.event_type IN ('sample_accepted', 'sample_rejected')
-                ) AS is_current
-            FROM events e
-            WHERE event_type = 'sample_accepted'
-        ),
-        reviews AS (
-            SELECT sample_id, verdict, note
-            FROM (
-                SELECT
-                    json_extract(payload_json, '$.sample_id') AS sample_id,
-                    json_extract(payload_json, '$.verdict') AS verdict,
-                    json_extract(payload_json, '$.note') AS note,
-                    row_number() OVER (
-                        PARTITION BY json_extract(payload_json, '$.sample_id') ORDER BY id DESC
-                    ) AS recency
-                FROM events
-                WHERE event_type = 'review_verdict'
-            )
-            WHERE recency = 1
-        )
-        SELECT
-            a.id, a.event_id, a.sample_id, a.recipe, a.task_key, a.label, a.run_id,
-            a.created_utc, a.content_hash, a.sample_blob, a.is_current,
-            a.is_current AND row_number() OVER (
-                PARTITION BY a.recipe, a.is_current, a.content_hash ORDER BY a.id
-            ) > 1,
-            r.verdict,
-            r.note
-        FROM accepted a
-        LEFT JOIN reviews r ON r.sample_id = a.sample_id;
         """,
     )
+    rebuild(conn, "sample_index")
 
 
 def run_script(conn: sqlite3.Connection, script: str) -> None:
@@ -284,46 +241,10 @@ def m005_run_totals(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (run_id, reason)
         ) WITHOUT ROWID;
         CREATE TABLE answered_requests (request_hash TEXT PRIMARY KEY) WITHOUT ROWID;
-        INSERT INTO run_totals
-        SELECT
-            run_id,
-            max(CASE WHEN event_type = 'run_started' THEN recipe END),
-            min(created_utc),
-            max(CASE WHEN event_type = 'run_finished' THEN created_utc END),
-            max(CASE WHEN event_type = 'run_finished'
-                THEN json_extract(payload_json, '$.status') END),
-            sum(event_type = 'task_started'),
-            sum(event_type = 'sample_accepted'),
-            sum(event_type = 'sample_rejected'),
-            sum(event_type = 'task_failed'),
-            sum(event_type = 'source_skipped'),
-            sum(event_type = 'llm_request'),
-            sum(event_type = 'llm_response'),
-            sum(event_type = 'cache_replay'),
-            sum(event_type = 'llm_error'),
-            sum(event_type = 'repair_requested'),
-            coalesce(sum(CASE WHEN event_type = 'llm_response'
-                THEN json_extract(payload_json, '$.input_tokens') END), 0),
-            coalesce(sum(CASE WHEN event_type = 'llm_response'
-                THEN json_extract(payload_json, '$.output_tokens') END), 0),
-            coalesce(sum(CASE WHEN event_type = 'llm_response'
-                THEN json_extract(payload_json, '$.cost_usd') END), 0)
-        FROM events
-        WHERE run_id IS NOT NULL
-        GROUP BY run_id;
-        INSERT INTO run_failures
-        SELECT run_id, coalesce(json_extract(payload_json, '$.reason'), ''), count(*)
-        FROM events
-        WHERE run_id IS NOT NULL
-          AND event_type IN ('sample_rejected', 'task_failed', 'source_skipped')
-        GROUP BY 1, 2;
-        INSERT OR IGNORE INTO answered_requests
-        SELECT json_extract(payload_json, '$.request_hash')
-        FROM events
-        WHERE event_type IN ('llm_response', 'cache_replay')
-          AND json_extract(payload_json, '$.request_hash') IS NOT NULL;
         """,
     )
+    for table in ("run_totals", "run_failures", "answered_requests"):
+        rebuild(conn, table)
 
 
 @migration

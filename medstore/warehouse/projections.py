@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from medstore.warehouse import queries
+
 # Positions in an event row: EVENT_COLUMNS, then prev_hash and hash (see store.py).
 EVENT_ID, RUN_ID, RECIPE, TASK_KEY, STAGE, ATTEMPT, TYPE, PARENT, PAYLOAD, CREATED = range(10)
 
@@ -36,72 +38,6 @@ COUNTED = {
 }
 FAILURES = ("sample_rejected", "task_failed", "source_skipped")
 SUMS = (*COUNTED.values(), "input_tokens", "output_tokens", "cost_usd")
-
-RUN_TOTALS_UPSERT = f"""
-INSERT INTO run_totals (run_id, recipe, started_utc, finished_utc, status, {", ".join(SUMS)})
-VALUES (:run_id, :recipe, :started_utc, :finished_utc, :status, {", ".join(":" + s for s in SUMS)})
-ON CONFLICT (run_id) DO UPDATE SET
-    recipe = coalesce(max(recipe, excluded.recipe), recipe, excluded.recipe),
-    started_utc = min(started_utc, excluded.started_utc),
-    finished_utc = coalesce(
-        max(finished_utc, excluded.finished_utc), finished_utc, excluded.finished_utc
-    ),
-    status = coalesce(max(status, excluded.status), status, excluded.status),
-    {", ".join(f"{s} = {s} + excluded.{s}" for s in SUMS)}
-"""
-
-RUN_FAILURE_UPSERT = """
-INSERT INTO run_failures VALUES (?, ?, ?)
-ON CONFLICT (run_id, reason) DO UPDATE SET n = n + excluded.n
-"""
-
-# A new outcome (accepted or rejected) for a task: its current sample leaves the dataset, and
-# if it headed a group of exact copies, the next copy takes over.
-SAMPLE_LEAVES = (
-    """
-    UPDATE sample_index SET is_copy = 0
-    WHERE accepted_id = (
-        SELECT min(copy.accepted_id)
-        FROM sample_index leaving
-        JOIN sample_index copy
-          ON copy.is_current AND copy.recipe = leaving.recipe
-         AND copy.content_hash = leaving.content_hash
-         AND copy.accepted_id != leaving.accepted_id
-        WHERE leaving.is_current AND NOT leaving.is_copy
-          AND leaving.recipe = :recipe AND leaving.task_key = :task_key
-    )
-    """,
-    """
-    UPDATE sample_index SET is_current = 0
-    WHERE is_current AND recipe = :recipe AND task_key = :task_key
-    """,
-)
-SAMPLE_ARRIVES = """
-INSERT INTO sample_index
-SELECT
-    (SELECT id FROM events WHERE event_id = :event_id), :event_id, :sample_id, :recipe,
-    :task_key, :label, :run_id, :created_utc, :content_hash, :sample_blob,
-    1,
-    EXISTS (
-        SELECT 1 FROM sample_index copy
-        WHERE copy.is_current AND copy.recipe = :recipe AND copy.content_hash = :content_hash
-    ),
-    json_extract(review.payload_json, '$.verdict'),
-    json_extract(review.payload_json, '$.note')
-FROM (SELECT 1)
-LEFT JOIN (
-    SELECT payload_json FROM events
-    WHERE event_type IN ('sample_accepted', 'review_verdict')
-      AND json_extract(payload_json, '$.sample_id') = :sample_id
-      AND event_type = 'review_verdict'
-    ORDER BY id DESC
-    LIMIT 1
-) review
-"""
-SAMPLE_REVIEWED = """
-UPDATE sample_index SET review_verdict = :verdict, review_note = :note
-WHERE sample_id = :sample_id
-"""
 
 
 def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
@@ -147,33 +83,35 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
             key = (run_id, payload.get("reason") or "")
             failures[key] = failures.get(key, 0) + 1
     if answered:
-        conn.executemany("INSERT OR IGNORE INTO answered_requests VALUES (?)", answered)
+        queries.execute_many(conn, "projection_add_answered", answered)
     if totals:
-        conn.executemany(RUN_TOTALS_UPSERT, list(totals.values()))
+        queries.execute_many(conn, "projection_add_run_totals", list(totals.values()))
     if failures:
-        conn.executemany(RUN_FAILURE_UPSERT, [(*key, n) for key, n in failures.items()])
+        queries.execute_many(
+            conn, "projection_add_run_failures", [(*key, n) for key, n in failures.items()]
+        )
 
 
 def move_sample(conn: sqlite3.Connection, row: Sequence[Any]) -> None:
     """Apply one sample_accepted, sample_rejected or review_verdict event to `sample_index`."""
     payload = orjson.loads(row[PAYLOAD])
     if row[TYPE] == "review_verdict":
-        conn.execute(
-            SAMPLE_REVIEWED,
-            {
-                "verdict": payload.get("verdict"),
-                "note": payload.get("note"),
-                "sample_id": payload.get("sample_id"),
-            },
+        queries.execute(
+            conn,
+            "projection_sample_reviewed",
+            verdict=payload.get("verdict"),
+            note=payload.get("note"),
+            sample_id=payload.get("sample_id"),
         )
         return
     task = {"recipe": row[RECIPE], "task_key": row[TASK_KEY]}
-    for statement in SAMPLE_LEAVES:
-        conn.execute(statement, task)
+    queries.execute(conn, "projection_promote_next_copy", **task)
+    queries.execute(conn, "projection_retire_current", **task)
     if row[TYPE] == "sample_accepted":
-        conn.execute(
-            SAMPLE_ARRIVES,
-            {
+        queries.execute(
+            conn,
+            "projection_sample_arrives",
+            **{
                 **task,
                 "event_id": row[EVENT_ID],
                 "sample_id": payload.get("sample_id"),

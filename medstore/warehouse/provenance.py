@@ -42,7 +42,7 @@ def decode_json_text(text: str | None) -> Any:
 
 def sample_provenance(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
     """Every event of the sample's task, in log order, plus any event that names the sample."""
-    rows = warehouse.query("SELECT * FROM provenance WHERE sample_id = ? ORDER BY id", (sample_id,))
+    rows = warehouse.select("sample_provenance", sample_id=sample_id)
     if not rows:
         raise UnknownSample(f"no sample with id {sample_id!r} in {warehouse.path}")
     events = []

@@ -21,17 +21,7 @@ class ReviewError(ValueError):
 
 def find_sample(warehouse: Warehouse, sample_id: str) -> dict[str, Any] | None:
     """The acceptance event of a sample, whether or not a reviewer has rejected it since."""
-    # The IN list repeats the partial index's WHERE clause word for word: SQLite uses a partial
-    # index only when the query states its condition, and this lookup must stay O(log n).
-    rows = warehouse.query(
-        """
-        SELECT event_id, recipe, task_key, event_type FROM events
-        WHERE event_type IN ('sample_accepted', 'review_verdict')
-          AND json_extract(payload_json, '$.sample_id') = ?
-        ORDER BY id
-        """,
-        (sample_id,),
-    )
+    rows = warehouse.select("sample_acceptance_events", sample_id=sample_id)
     accepted = [row for row in rows if row["event_type"] == "sample_accepted"]
     return accepted[-1] if accepted else None
 

@@ -14,39 +14,23 @@ def warehouse_status(warehouse: Warehouse, recent_runs: int = 10) -> dict[str, A
     failures: dict[str, Counter] = {}
     # One pass over task_state (a second one cost 0.5 s at 100,000 tasks): states, and the
     # reasons of the rejected and failed tasks.
-    for row in warehouse.query(
-        "SELECT recipe, state, reason, count(*) AS n FROM task_state"
-        " GROUP BY recipe, state, reason ORDER BY recipe"
-    ):
+    for row in warehouse.select("status_task_states"):
         tasks = recipes.setdefault(row["recipe"], {"tasks": {}})["tasks"]
         tasks[row["state"]] = tasks.get(row["state"], 0) + row["n"]
         if row["state"] in ("rejected", "failed"):
             failures.setdefault(row["recipe"], Counter())[row["reason"]] += row["n"]
-    for row in warehouse.query("SELECT recipe, count(*) AS n FROM samples GROUP BY recipe"):
+    for row in warehouse.select("status_samples_per_recipe"):
         recipes.setdefault(row["recipe"], {"tasks": {}})["samples"] = row["n"]
     for recipe, reasons in failures.items():
         recipes[recipe]["failures_by_reason"] = dict(reasons.most_common())
-    for row in warehouse.query(
-        """
-        SELECT e.recipe, json_extract(e.payload_json, '$.reason') AS reason, count(*) AS n
-        FROM events e
-        WHERE e.event_type = 'source_skipped' AND e.run_id = (
-            SELECT run_id FROM events r WHERE r.event_type = 'run_started' AND r.recipe = e.recipe
-            ORDER BY r.id DESC LIMIT 1)
-        GROUP BY 1, 2
-        """
-    ):
+    for row in warehouse.select("status_skipped_in_latest_runs"):
         recipes.setdefault(row["recipe"], {"tasks": {}}).setdefault("source_skipped", {})[
             row["reason"]
         ] = row["n"]
-    runs = warehouse.query(
-        "SELECT * FROM run_summary ORDER BY started_utc DESC LIMIT ?", (recent_runs,)
-    )
+    runs = warehouse.select("status_recent_runs", limit=recent_runs)
     for run in runs:
         run["failures_by_reason"] = json.loads(run.pop("failures_by_reason_json") or "{}")
-    totals = warehouse.query(
-        "SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM blobs) AS blobs"
-    )[0]
+    totals = warehouse.select_one("status_sizes")
     return {"warehouse": warehouse.path, **totals, "recipes": recipes, "recent_runs": runs}
 
 

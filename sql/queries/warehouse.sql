@@ -57,3 +57,41 @@ SELECT * FROM events WHERE recipe = :recipe AND task_key = :task_key ORDER BY id
 -- name: sample_membership^
 -- Whether one sample is in the dataset now, and if not, why (see the view).
 SELECT * FROM sample_membership WHERE sample_id = :sample_id ORDER BY accepted_id DESC LIMIT 1;
+
+-- name: status_task_states
+-- Tasks per recipe, state and reason (one pass over task_state: states, and why tasks were
+-- rejected or failed).
+SELECT recipe, state, reason, count(*) AS n FROM task_state
+GROUP BY recipe, state, reason
+ORDER BY recipe;
+
+-- name: status_samples_per_recipe
+SELECT recipe, count(*) AS n FROM samples GROUP BY recipe;
+
+-- name: status_skipped_in_latest_runs
+-- Source records skipped by each recipe's latest run, by reason.
+SELECT e.recipe, json_extract(e.payload_json, '$.reason') AS reason, count(*) AS n
+FROM events e
+WHERE e.event_type = 'source_skipped' AND e.run_id = (
+    SELECT run_id FROM events r WHERE r.event_type = 'run_started' AND r.recipe = e.recipe
+    ORDER BY r.id DESC LIMIT 1)
+GROUP BY 1, 2;
+
+-- name: status_recent_runs
+SELECT * FROM run_summary ORDER BY started_utc DESC LIMIT :limit;
+
+-- name: status_sizes^
+SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM blobs) AS blobs;
+
+-- name: sample_acceptance_events
+-- The events that name a sample id (its acceptance and its reviews), oldest first. The IN list
+-- repeats the partial index's WHERE clause word for word: SQLite uses a partial index only when
+-- the query states its condition, and this lookup must stay O(log n).
+SELECT event_id, recipe, task_key, event_type FROM events
+WHERE event_type IN ('sample_accepted', 'review_verdict')
+  AND json_extract(payload_json, '$.sample_id') = :sample_id
+ORDER BY id;
+
+-- name: sample_provenance
+-- Every event of a sample's task in log order (the provenance view's rows for one sample).
+SELECT * FROM provenance WHERE sample_id = :sample_id ORDER BY id;
