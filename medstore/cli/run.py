@@ -212,23 +212,27 @@ def run(**params: Any) -> None:
         result, runner = execute(plan, params["db_path"])
     except (SourceError, BackendUnavailable, WarehouseError, PriceUnknown, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(render_result(result, runner, run_options))
+    if result.status == "interrupted":
+        sys.exit(130)
+
+
+def render_result(result: Any, runner: Any, options: RunOptions) -> str:
+    """The run's last lines: counts, where the data is, and why it stopped early."""
     counts = result.counts
-    click.echo(
+    lines = [
         f"run {result.run_id} {result.status}: {counts['accepted']} accepted, "
         f"{counts['rejected']} rejected, {counts['failed']} failed, "
         f"{counts['skipped_done']} already done, {counts['cache_replays']} cache replays, "
-        f"{counts['tokens']} tokens, ${runner.cost:.4f}"
-    )
-    click.echo(
-        f"warehouse: {runner.warehouse.path}  (see: python cli.py status; python cli.py serve)"
-    )
+        f"{counts['tokens']} tokens, ${runner.cost:.4f}",
+        f"warehouse: {runner.warehouse.path}  (see: python cli.py status; python cli.py serve)",
+    ]
     if result.status == "budget_exhausted":
-        click.echo(
-            f"stopped before passing --max-cost ${run_options.max_cost:g}; unfinished tasks are"
+        lines.append(
+            f"stopped before passing --max-cost ${options.max_cost:g}; unfinished tasks are"
             " redone by the next run (with a larger --max-cost)"
         )
-    if result.status == "interrupted":
-        sys.exit(130)
+    return "\n".join(lines)
 
 
 def render_estimate(estimate: dict[str, Any], plan: Any) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from medstore.resources import code_version
 from medstore.sources.base import Skip, Task
 from medstore.warehouse.events import (
     Envelope,
+    Event,
     RunFinished,
     RunStarted,
     SampleAccepted,
@@ -129,42 +131,7 @@ class Runner:
         if todo:  # a finished run needs no server
             await self.backend.preflight()
         self.writer = self.warehouse.writer()
-        envelope = Envelope(self.run_id, self.recipe.name)
-        bind_log = getattr(self.backend, "bind_log", None)
-        if bind_log is not None:  # a backend that records its own events (Batch API jobs)
-            bind_log(
-                self.warehouse, lambda event: self.writer.submit([make_record(event, envelope)])
-            )
-        self.writer.submit(
-            [
-                make_record(
-                    RunStarted(
-                        command="run",
-                        config={
-                            **self.options.config,
-                            "backend": self.backend.identity(),
-                            "tasks_in_source": len(tasks),
-                            "tasks_to_do": len(todo),
-                        },
-                        code_version=code_version(),
-                        prompt_hashes=self.recipe.prompt_hashes(),
-                    ),
-                    envelope,
-                )
-            ]
-        )
-        if skips:
-            self.writer.submit(
-                [
-                    make_record(
-                        SourceSkipped(source_id=s.source_id, reason=s.reason, detail=s.detail),
-                        envelope,
-                    )
-                    for s in skips
-                ]
-            )
-        self.counts["skipped_done"] = len(tasks) - len(todo)
-        self.counts["source_skipped"] = len(skips)
+        self.record_start(tasks, skips, todo)
         status = "completed"
         try:
             await self._run_all(todo)
@@ -176,17 +143,52 @@ class Runner:
             status = "failed"
             raise
         finally:
-            if self._progress is not None:
-                self._progress.close()
-            counts = {k: int(v) for k, v in self.counts.items()}
-            finished = self.writer.submit(
-                [make_record(RunFinished(status=status, counts=counts), envelope)]
-            )
-            self.writer.close()
-            if finished.exception() is None and status != "failed":
-                log.info("run %s %s", self.run_id, status)
-            await self.backend.aclose()
+            await self.record_finish(status)
         return RunResult(self.run_id, status, self.counts)
+
+    def submit(self, *events: Event) -> Future:
+        """Run-level events (no task), through the one writer."""
+        envelope = Envelope(self.run_id, self.recipe.name)
+        return self.writer.submit([make_record(event, envelope) for event in events])
+
+    def record_start(self, tasks: list[Task], skips: list[Skip], todo: list[Task]) -> None:
+        """run_started (with everything that shapes the run) and the skipped source records."""
+        bind_log = getattr(self.backend, "bind_log", None)
+        if bind_log is not None:  # a backend that records its own events (Batch API jobs)
+            bind_log(self.warehouse, self.submit)
+        self.submit(
+            RunStarted(
+                command="run",
+                config={
+                    **self.options.config,
+                    "backend": self.backend.identity(),
+                    "tasks_in_source": len(tasks),
+                    "tasks_to_do": len(todo),
+                },
+                code_version=code_version(),
+                prompt_hashes=self.recipe.prompt_hashes(),
+            )
+        )
+        if skips:
+            self.submit(
+                *(
+                    SourceSkipped(source_id=s.source_id, reason=s.reason, detail=s.detail)
+                    for s in skips
+                )
+            )
+        self.counts["skipped_done"] = len(tasks) - len(todo)
+        self.counts["source_skipped"] = len(skips)
+
+    async def record_finish(self, status: str) -> None:
+        """run_finished, then drain the writer and close the backend, whatever happened."""
+        if self._progress is not None:
+            self._progress.close()
+        counts = {k: int(v) for k, v in self.counts.items()}
+        finished = self.submit(RunFinished(status=status, counts=counts))
+        self.writer.close()
+        if finished.exception() is None and status != "failed":
+            log.info("run %s %s", self.run_id, status)
+        await self.backend.aclose()
 
     def check_data_use(self) -> None:
         """A credentialed source goes only where the data-use guard allows: decided before any
