@@ -34,6 +34,15 @@ class PluginGroup(click.Group):
         self.load_plugins()
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """A plugin that registers something unusable is one line, wherever it surfaces."""
+        from medstore.plugins import PluginError
+
+        try:
+            return super().invoke(ctx)
+        except PluginError as exc:
+            raise click.ClickException(str(exc)) from exc
+
 
 @click.group(cls=PluginGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="medstore")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medstore.llm import Backend, BackendOptions, make_backend
 from medstore.llm.prices import use_price_file
 from medstore.pipeline.budget import Estimate
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import Runner, RunResult
-from medstore.recipes.base import Recipe
 from medstore.warehouse.store import Warehouse, default_db_path
+
+if TYPE_CHECKING:
+    from medstore.recipes.base import Recipe
 
 
 @dataclass

@@ -70,6 +70,11 @@ def parse_template(name: str, text: str) -> PromptTemplate:
     )
 
 
+def template_from_file(name: str, path: str | Path) -> PromptTemplate:
+    """A template from any file (a plugin's own prompts), named ``name`` in the log."""
+    return parse_template(name, Path(path).read_text(encoding="utf-8"))
+
+
 @cache
 def load_template(name: str) -> PromptTemplate:
     """Load ``prompts/<name>.md``, e.g. ``load_template("consult/profile")``."""

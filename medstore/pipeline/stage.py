@@ -32,7 +32,7 @@ class Stage:
     """One LLM call: its prompt template, parameters, output schema and checks."""
 
     name: str
-    prompt: str
+    prompt: str | PromptTemplate  # a template under prompts/ by name, or a plugin's own
     temperature: float
     schema: type[BaseModel] | None = None
     max_tokens: int = 1024
@@ -41,6 +41,8 @@ class Stage:
 
     @property
     def template(self) -> PromptTemplate:
+        if isinstance(self.prompt, PromptTemplate):
+            return self.prompt
         return load_template(self.prompt)
 
     def json_schema(self) -> dict[str, Any] | None:

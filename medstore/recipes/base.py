@@ -109,8 +109,9 @@ class Recipe:
         return decide_data_use(backend, getattr(self.options, "allow_remote_host", ()))
 
     def prompt_hashes(self) -> dict[str, str]:
-        templates = {stage.prompt for stage in self.stages} | {"common/repair"}
-        return {name: load_template(name).hash for name in sorted(templates)}
+        templates = {stage.template.name: stage.template for stage in self.stages}
+        templates["common/repair"] = load_template("common/repair")
+        return {name: templates[name].hash for name in sorted(templates)}
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
