@@ -1,5 +1,5 @@
 """Plugins: a third-party recipe installed through the `medstore` entry-point group runs end to
-end against the fake teacher, with its own options; broken or clashing plugins are one clear line."""
+end against the fake teacher with its own options; a broken or clashing plugin is one line."""
 
 from __future__ import annotations
 
