@@ -72,15 +72,16 @@ def is_warehouse(path: str) -> bool:
     """A SQLite file holding medstore's event log (checked read-only, nothing written)."""
     import sqlite3
 
+    from medstore.warehouse import queries
+
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            return bool(queries.select_value(conn, "serve_is_warehouse"))
         finally:
             conn.close()
     except sqlite3.Error:
         return False
-    return {"events", "blobs", "chain_head"} <= names
 
 
 # Set-up -----------------------------------------------------------------------------------------
