@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ EVENT_ID_COLUMNS = {
     "export_event_id",
 }
 TASK_KEY_TABLES = {"task_state", "llm_errors", "validation_verdicts", "llm_calls"}
+
+log = logging.getLogger(__name__)
 
 
 def register() -> None:
@@ -87,12 +90,20 @@ def is_warehouse(path: str) -> bool:
 # Set-up -----------------------------------------------------------------------------------------
 @hookimpl
 def startup(datasette):
-    """Under plain ``datasette warehouse.db``, find the warehouse and serve it as medstore's."""
+    """Under plain ``datasette warehouse.db``, find the warehouse and serve it as medstore's.
+
+    Nothing is migrated or written: Datasette opens the file read-only. A file served
+    ``--immutable`` gets no reviewing, since SQLite's immutable readers must not see it change.
+    """
     if settings(datasette) is not None:
         return
     for name, database in datasette.databases.items():
         if database.path and is_warehouse(database.path):
-            configure(datasette, database.path, name, os.environ.get(TOKEN_ENV) or None)
+            token = os.environ.get(TOKEN_ENV) or None
+            if token and not database.is_mutable:
+                log.warning("%s is served immutable: reviewing is off", database.path)
+                token = None
+            configure(datasette, database.path, name, token)
             return
 
 
