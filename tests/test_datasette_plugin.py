@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medstore.warehouse.store import Warehouse
+from medstore.serve.plugin import pending_migrations
+from medstore.warehouse.migrations import MIGRATIONS, ensure_migrations_table
+from medstore.warehouse.store import Warehouse, connect
 
 from .teachers_serve import DatasetteProcess, build_warehouse, copy_warehouse
 
@@ -138,7 +140,25 @@ def test_an_immutable_warehouse_gets_no_reviewing(db: Path) -> None:
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
         assert refused.status_code == 403
+    assert any("served immutable: reviewing is off" in line for line in server.output)
     assert fingerprint(db) == before
+
+
+def test_a_warehouse_behind_the_schema_is_reported_not_migrated(db: Path, tmp_path: Path) -> None:
+    assert pending_migrations(str(db)) == []
+    old = tmp_path / "old.db"
+    conn = connect(old)
+    ensure_migrations_table(conn)
+    for fn in MIGRATIONS[:2]:
+        fn(conn)
+        conn.execute("INSERT INTO _migrations VALUES (?, 'then')", (fn.__name__,))
+    conn.close()
+    before = fingerprint(old)
+    assert pending_migrations(str(old)) == [fn.__name__ for fn in MIGRATIONS[2:]]
+    with DatasetteProcess(old, env=NO_TOKEN) as server:
+        assert httpx.get(server.base_url + "/-/metadata.json").json()["title"]
+    assert any("predates this medstore" in line for line in server.output)
+    assert fingerprint(old) == before
 
 
 def test_an_ordinary_sqlite_file_is_left_alone(tmp_path: Path) -> None:

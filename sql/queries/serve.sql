@@ -8,6 +8,10 @@
 SELECT count(*) = 3 FROM sqlite_master
 WHERE type = 'table' AND name IN ('events', 'blobs', 'chain_head');
 
+-- name: serve_applied_migrations
+-- The migrations applied to the file (none when it predates the _migrations table).
+SELECT name FROM _migrations;
+
 -- name: serve_has_view$
 -- Whether a view is installed (older warehouses lack the newer ones).
 SELECT count(*) > 0 FROM sqlite_master WHERE type = 'view' AND name = :view;

@@ -87,6 +87,23 @@ def is_warehouse(path: str) -> bool:
         return False
 
 
+def pending_migrations(path: str) -> list[str]:
+    """The migrations this medstore would apply to the warehouse (read-only: none are)."""
+    import sqlite3
+
+    from medstore.warehouse import queries
+    from medstore.warehouse.migrations import MIGRATIONS
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        done = {row[0] for row in queries.iterate(conn, "serve_applied_migrations")}
+    except sqlite3.OperationalError:  # no _migrations table: older than all of them
+        done = set()
+    finally:
+        conn.close()
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
+
+
 # Set-up -----------------------------------------------------------------------------------------
 @hookimpl
 def startup(datasette):
@@ -99,6 +116,15 @@ def startup(datasette):
         return
     for name, database in datasette.databases.items():
         if database.path and is_warehouse(database.path):
+            pending = pending_migrations(database.path)
+            if pending:
+                log.warning(
+                    "%s predates this medstore (%s not applied); its pages may fail until"
+                    " `python cli.py serve --db %s` migrates it",
+                    database.path,
+                    ", ".join(pending),
+                    database.path,
+                )
             token = os.environ.get(TOKEN_ENV) or None
             if token and not database.is_mutable:
                 log.warning("%s is served immutable: reviewing is off", database.path)
