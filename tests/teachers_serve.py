@@ -125,14 +125,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ServeProcess:
-    """`python cli.py serve` in a subprocess on a free port, stopped on exit."""
+class ServerProcess:
+    """A web server in a subprocess on a free port (put where the command says "{port}"),
+    stopped on exit."""
 
-    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, str(REPO / "cli.py"), "serve", "--db", str(db)]
-        command += ["--port", str(self.port), "--refresh-interval", "0.2", *args]
+        command = [str(self.port) if arg == "{port}" else arg for arg in command]
         self.process = subprocess.Popen(
             command,
             cwd=REPO,
@@ -149,19 +149,19 @@ class ServeProcess:
         for line in self.process.stdout:
             self.output.append(line.rstrip("\n"))
 
-    def __enter__(self) -> ServeProcess:
+    def __enter__(self) -> ServerProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.reader.join(5)
-                raise RuntimeError("serve exited: " + "\n".join(self.output))
+                raise RuntimeError("server exited: " + "\n".join(self.output))
             try:
                 httpx.get(self.base_url + "/-/versions.json", timeout=1)
             except httpx.TransportError:
                 time.sleep(0.1)
                 continue
             return self
-        raise RuntimeError("serve did not answer within 30 s")
+        raise RuntimeError("server did not answer within 30 s")
 
     def __exit__(self, *exc: object) -> None:
         self.process.send_signal(signal.SIGINT)
@@ -171,3 +171,22 @@ class ServeProcess:
             self.process.kill()
             self.process.wait()
         self.reader.join(5)
+
+
+class ServeProcess(ServerProcess):
+    """`python cli.py serve` on a warehouse."""
+
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, str(REPO / "cli.py"), "serve", "--db", str(db)]
+        command += ["--port", "{port}", "--refresh-interval", "0.2", *args]
+        super().__init__(command, env)
+
+
+class DatasetteProcess(ServerProcess):
+    """Plain `datasette serve FILE...`, not medstore's command: the plugin comes in through its
+    entry point (run from the repository root, so that it is this checkout's medstore)."""
+
+    def __init__(self, *args: Path | str, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "datasette", "serve", *map(str, args)]
+        command += ["--host", "127.0.0.1", "--port", "{port}"]
+        super().__init__(command, env)

@@ -163,3 +163,44 @@ def test_backfilled_from_a_log_older_than_the_index(db_path: Path, monkeypatch) 
             "s-t2-a",
             "s-t3-b",
         ]
+
+
+def test_provenance_status_gives_the_membership_reasons(db_path: Path) -> None:
+    """The provenance page's "in the dataset?" answer is the sample_membership view's."""
+    from medstore.serve.story import sample_story
+
+    history = [
+        ("accept", "t1", "a"),
+        ("accept", "t2", "a"),  # a copy of t1's
+        ("accept", "t3", "b"),
+        ("accept", "t1", "c"),  # replaces t1's a: t2's copy takes over
+        ("accept", "t4", "c"),  # a copy of t1's c
+        ("review", "t3", ("b", "reject")),
+        ("review", "t2", ("a", "reject")),
+        ("review", "t2", ("a", "accept")),  # and back
+    ]
+    with Warehouse(db_path) as warehouse:
+        warehouse.append(event_for(*one) for one in history)
+        status = {
+            sid: sample_story(warehouse, sid)["status"]
+            for sid in ("s-t1-a", "s-t2-a", "s-t3-b", "s-t1-c", "s-t4-c")
+        }
+        in_dataset = {row["sample_id"] for row in warehouse.query("SELECT * FROM samples")}
+    assert {sid for sid, one in status.items() if one["in_dataset"]} == in_dataset
+    assert status["s-t1-a"]["reasons"] == ["a later outcome of its task replaced it"]
+    assert status["s-t2-a"]["reasons"] == [] and status["s-t2-a"]["review"]["verdict"] == "accept"
+    assert status["s-t3-b"]["reasons"] == ["rejected by reviewer qa"]
+    assert status["s-t3-b"]["review"] == {
+        "sample_id": "s-t3-b",
+        "verdict": "reject",
+        "reviewer": "qa",
+        "note": "reject",
+    }
+    assert status["s-t4-c"]["reasons"] == ["exact duplicate of the earlier sample s-t1-c"]
+    assert status["s-t4-c"]["duplicate_of"] == "s-t1-c"
+    assert status["s-t1-c"] == {
+        "in_dataset": True,
+        "reasons": [],
+        "review": None,
+        "duplicate_of": None,
+    }

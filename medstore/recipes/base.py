@@ -121,19 +121,10 @@ class Recipe:
 
 
 def generic_report(warehouse: Any, recipe: str) -> dict[str, Any]:
-    states = warehouse.query(
-        "SELECT state, count(*) AS n FROM task_state WHERE recipe = ? GROUP BY state", (recipe,)
-    )
-    labels = warehouse.query(
-        "SELECT coalesce(label, '(none)') AS label, count(*) AS n FROM samples WHERE recipe = ?"
-        " GROUP BY 1 ORDER BY 1",
-        (recipe,),
-    )
-    reasons = warehouse.query(
-        "SELECT reason, count(*) AS n FROM task_state WHERE recipe = ? AND state IN"
-        " ('rejected', 'failed') GROUP BY reason ORDER BY n DESC",
-        (recipe,),
-    )
+    """The figures every recipe reports: tasks by state, samples by label, rejection reasons."""
+    states = warehouse.select("report_task_states", recipe=recipe)
+    labels = warehouse.select("report_labels", recipe=recipe)
+    reasons = warehouse.select("report_rejection_reasons", recipe=recipe)
     return {
         "recipe": recipe,
         "tasks": {row["state"]: row["n"] for row in states},

@@ -208,54 +208,13 @@ def fallback_sample(task_key: str, record: dict[str, Any]) -> dict[str, Any]:
 
 def conversion_figures(warehouse: Any, recipe: str, tasks: dict[str, int]) -> dict[str, Any]:
     """Success rate, depth and breadth distributions, violations behind rejections, fallbacks."""
-    depths: Counter = Counter()
-    widest: Counter = Counter()
-    top_level: Counter = Counter()
-    kept: list[float] = []
-    for row in warehouse.query("SELECT sample_json FROM samples WHERE recipe = ?", (recipe,)):
-        sample = json.loads(row["sample_json"])
-        measured = check_structure(sample.get("Doctor"), sample.get("_original_doctor"))
-        depths[measured.depth] += 1
-        widest[measured.max_siblings] += 1
-        top_level[measured.top_level] += 1
-        if measured.preservation is not None:
-            kept.append(measured.preservation)
-    violations: Counter = Counter()
-    for row in warehouse.query(
-        """
-        SELECT e.payload_json FROM events e
-        JOIN task_state t ON t.recipe = e.recipe AND t.task_key = e.task_key
-        WHERE e.recipe = ? AND e.event_type = 'sample_rejected' AND t.state = 'rejected'
-          AND e.id = (SELECT max(id) FROM events l WHERE l.recipe = e.recipe
-                      AND l.task_key = e.task_key AND l.event_type = 'sample_rejected')
-        """,
-        (recipe,),
-    ):
-        for error in json.loads(row["payload_json"]).get("errors", []):
-            violations[error.partition(":")[0]] += 1
     accepted, rejected = tasks.get("accepted", 0), tasks.get("rejected", 0)
-    repaired = warehouse.query(
-        """
-        SELECT count(DISTINCT t.task_key) AS n FROM task_state t
-        JOIN events e ON e.recipe = t.recipe AND e.task_key = t.task_key
-        WHERE t.recipe = ? AND t.state = 'accepted' AND e.event_type = 'repair_requested'
-        """,
-        (recipe,),
-    )[0]["n"]
-    fallbacks = warehouse.query(
-        "SELECT label, count(*) AS n FROM hierarchical_fallbacks WHERE recipe = ? GROUP BY label",
-        (recipe,),
-    )
-    skipped = warehouse.query(
-        """
-        SELECT json_extract(payload_json, '$.reason') AS reason, count(*) AS n FROM events
-        WHERE event_type = 'source_skipped' AND run_id = (
-            SELECT run_id FROM events WHERE event_type = 'run_started' AND recipe = ?
-            ORDER BY id DESC LIMIT 1)
-        GROUP BY 1 ORDER BY n DESC
-        """,
-        (recipe,),
-    )
+    repaired = warehouse.select_one("report_accepted_after_repair", recipe=recipe)["n"]
+    samples = [
+        json.loads(row["sample_json"]) for row in warehouse.select("report_samples", recipe=recipe)
+    ]
+    skipped = warehouse.select("report_source_skipped", recipe=recipe)
+    fallbacks = warehouse.select("report_hierarchical_fallbacks", recipe=recipe)
     return {
         "conversion": {
             "accepted": accepted,
@@ -265,6 +224,31 @@ def conversion_figures(warehouse: Any, recipe: str, tasks: dict[str, int]) -> di
             else None,
             "accepted_after_repair": repaired,
         },
+        **structure_figures(samples),
+        "rejection_violations": rejection_violations(warehouse, recipe),
+        "source_rows_skipped": {row["reason"]: row["n"] for row in skipped},
+        "fallbacks": {
+            "rows": sum(row["n"] for row in fallbacks),
+            "by_label": {row["label"]: row["n"] for row in fallbacks},
+            "export": "python cli.py export --recipe hierarchical --include-fallbacks ...",
+        },
+    }
+
+
+def structure_figures(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Depth, widest level, top-level items and preservation of the accepted conversions."""
+    depths: Counter = Counter()
+    widest: Counter = Counter()
+    top_level: Counter = Counter()
+    kept: list[float] = []
+    for sample in samples:
+        measured = check_structure(sample.get("Doctor"), sample.get("_original_doctor"))
+        depths[measured.depth] += 1
+        widest[measured.max_siblings] += 1
+        top_level[measured.top_level] += 1
+        if measured.preservation is not None:
+            kept.append(measured.preservation)
+    return {
         "depth_distribution": by_number(depths),
         "max_siblings_distribution": by_number(widest),
         "top_level_items_distribution": by_number(top_level),
@@ -275,14 +259,16 @@ def conversion_figures(warehouse: Any, recipe: str, tasks: dict[str, int]) -> di
         }
         if kept
         else {},
-        "rejection_violations": dict(violations.most_common()),
-        "source_rows_skipped": {row["reason"]: row["n"] for row in skipped},
-        "fallbacks": {
-            "rows": sum(row["n"] for row in fallbacks),
-            "by_label": {row["label"]: row["n"] for row in fallbacks},
-            "export": "python cli.py export --recipe hierarchical --include-fallbacks ...",
-        },
     }
+
+
+def rejection_violations(warehouse: Any, recipe: str) -> dict[str, int]:
+    """The structure rules behind the rejections of tasks that end rejected, most common first."""
+    violations: Counter = Counter()
+    for row in warehouse.select("report_latest_rejections", recipe=recipe):
+        for error in json.loads(row["payload_json"]).get("errors", []):
+            violations[error.partition(":")[0]] += 1
+    return dict(violations.most_common())
 
 
 def by_number(counts: Counter) -> dict[str, int]:

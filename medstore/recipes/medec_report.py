@@ -23,7 +23,7 @@ ERROR_KINDS = (
 
 def medec_safe_report(warehouse: Any, recipe: str) -> dict[str, Any]:
     figures = generic_report(warehouse, recipe)
-    rows = warehouse.query("SELECT * FROM medec_safe_sources ORDER BY note_id")
+    rows = warehouse.select("report_medec_safe_sources")
     for row in rows:
         row["record"] = json.loads(row.pop("source_record_json") or "{}")
     figures["labels"] = label_balance(warehouse, figures["labels"])
@@ -35,12 +35,7 @@ def medec_safe_report(warehouse: Any, recipe: str) -> dict[str, Any]:
     notes = Counter(row["note"] for row in rows)
     figures["duplicate_note_ids"] = sorted(n for n, count in note_ids.items() if count > 1)
     figures["duplicate_notes"] = sum(count - 1 for count in notes.values() if count > 1)
-    samples = [
-        json.loads(row["sample_json"])
-        for row in warehouse.query(
-            "SELECT sample_json FROM samples WHERE recipe = ? ORDER BY task_key", (recipe,)
-        )
-    ]
+    samples = report_samples(warehouse, recipe)
     figures["entity_preservation"] = preservation_figures(samples)
     incorrect = [s for s in samples if s["label"] == "INCORRECT"]
     figures["reasoning"] = {
@@ -54,10 +49,7 @@ def medec_safe_report(warehouse: Any, recipe: str) -> dict[str, Any]:
 
 def label_balance(warehouse: Any, accepted: dict[str, int]) -> dict[str, Any]:
     balanced = {
-        row["label"]: row["n"]
-        for row in warehouse.query(
-            "SELECT label, count(*) AS n FROM medec_safe_balanced GROUP BY label ORDER BY label"
-        )
+        row["label"]: row["n"] for row in warehouse.select("report_medec_safe_balanced_labels")
     }
     total = sum(balanced.values())
     return {
@@ -146,19 +138,16 @@ def preservation_figures(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def report_samples(warehouse: Any, recipe: str) -> list[dict[str, Any]]:
+    """The recipe's samples in the dataset, decoded, by task."""
+    return [
+        json.loads(row["sample_json"]) for row in warehouse.select("report_samples", recipe=recipe)
+    ]
+
+
 def latest_rejections(warehouse: Any, recipe: str) -> list[dict[str, Any]]:
-    rows = warehouse.query(
-        """
-        SELECT e.task_key, e.payload_json
-        FROM events e
-        JOIN task_state t ON t.recipe = e.recipe AND t.task_key = e.task_key
-        WHERE e.recipe = ? AND e.event_type = 'sample_rejected' AND t.state = 'rejected'
-          AND e.id = (SELECT max(id) FROM events x WHERE x.recipe = e.recipe
-                      AND x.task_key = e.task_key AND x.event_type = 'sample_rejected')
-        ORDER BY e.task_key
-        """,
-        (recipe,),
-    )
+    """The latest rejection of every task that ends rejected, with its task key, by task."""
+    rows = warehouse.select("report_latest_rejections", recipe=recipe)
     return [{"task_key": r["task_key"], **json.loads(r["payload_json"])} for r in rows]
 
 
@@ -176,17 +165,7 @@ def rejection_problems(warehouse: Any, recipe: str) -> dict[str, Any]:
 
 def source_skipped(warehouse: Any, recipe: str) -> dict[str, int]:
     """Source rows the latest run of the recipe skipped, by reason."""
-    rows = warehouse.query(
-        """
-        SELECT json_extract(payload_json, '$.reason') AS reason, count(*) AS n
-        FROM events
-        WHERE event_type = 'source_skipped' AND run_id = (
-            SELECT run_id FROM events WHERE event_type = 'run_started' AND recipe = ?
-            ORDER BY id DESC LIMIT 1)
-        GROUP BY 1 ORDER BY 2 DESC
-        """,
-        (recipe,),
-    )
+    rows = warehouse.select("report_source_skipped", recipe=recipe)
     return {row["reason"]: row["n"] for row in rows}
 
 
@@ -194,9 +173,7 @@ def medec_cot_report(warehouse: Any, recipe: str) -> dict[str, Any]:
     figures = generic_report(warehouse, recipe)
     by_variant: dict[str, Counter] = defaultdict(Counter)
     accepted_per_pair: Counter = Counter()
-    for row in warehouse.query(
-        "SELECT task_key, state FROM task_state WHERE recipe = ?", (recipe,)
-    ):
+    for row in warehouse.select("report_task_state_by_key", recipe=recipe):
         note_id = row["task_key"].split(":")[1]
         pair_id, _, variant = note_id.partition("_")
         by_variant[variant][row["state"]] += 1
@@ -206,10 +183,7 @@ def medec_cot_report(warehouse: Any, recipe: str) -> dict[str, Any]:
         "seen": len(accepted_per_pair),
         "with_all_four_traces": sum(n == 4 for n in accepted_per_pair.values()),
     }
-    samples = [
-        json.loads(row["sample_json"])
-        for row in warehouse.query("SELECT sample_json FROM samples WHERE recipe = ?", (recipe,))
-    ]
+    samples = report_samples(warehouse, recipe)
     figures["labels_by_role"] = dict(
         Counter(f"{s['role']} {s['label']}" for s in samples).most_common()
     )

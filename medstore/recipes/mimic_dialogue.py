@@ -269,13 +269,9 @@ class MimicDialogueRecipe(Recipe):
         from medstore.recipes.base import generic_report
 
         figures = generic_report(warehouse, self.name)
-        decisions = warehouse.query(
-            "SELECT json_extract(payload_json, '$.rule') AS rule, count(*) AS n FROM events"
-            " WHERE event_type = 'data_use_decision' AND recipe = ? GROUP BY 1 ORDER BY 1",
-            (self.name,),
-        )
+        decisions = warehouse.select("report_data_use_decisions", recipe=self.name)
         figures["data_use_decisions"] = {row["rule"]: row["n"] for row in decisions}
-        rows = warehouse.query("SELECT sample_json FROM samples WHERE recipe = ?", (self.name,))
+        rows = warehouse.select("report_samples", recipe=self.name)
         turns = [len(json.loads(row["sample_json"])["turns"]) for row in rows]
         figures["turns_per_conversation"] = (
             {"min": min(turns), "max": max(turns), "mean": round(sum(turns) / len(turns), 1)}

@@ -1,7 +1,8 @@
 """Charts for the Datasette frontend, drawn as inline SVG on the server: no JavaScript, no CDN.
 
-Each ``*_data`` function reads one figure from the warehouse; ``bar_chart`` and ``line_chart``
-turn figures into SVG markup that the charts page embeds as is.
+Each figure function (``events_over_time``, ``failures_by_reason`` ...) reads one figure from
+the warehouse; ``bar_chart`` and ``line_chart`` turn figures into SVG markup that the charts page
+embeds as is.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+
+from medstore.warehouse import queries
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 RECENT_RUNS = 8
@@ -33,78 +36,54 @@ def events_over_time(conn: sqlite3.Connection) -> list[Series]:
     the events_run index alone; only each bucket's last event is read for its time. A million
     events cost a few hundred milliseconds, not a pass over every row's timestamp.
     """
-    runs = conn.execute(
-        "SELECT run_id, created_utc FROM events WHERE event_type = 'run_started'"
-        " ORDER BY id DESC LIMIT ?",
-        (RECENT_RUNS,),
-    ).fetchall()
+    runs = queries.select(conn, "serve_recent_runs", limit=RECENT_RUNS)
     series = []
-    for run_id, started in reversed(runs):
-        first, last = conn.execute(
-            "SELECT min(id), max(id) FROM events WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        width = max(1, (last - first + 1) // MAX_POINTS)
-        buckets = conn.execute(
-            """
-            SELECT count(*) AS events, max(id) AS last_id
-            FROM events
-            WHERE run_id = ?
-            GROUP BY (id - ?) / ?
-            ORDER BY last_id
-            """,
-            (run_id, first, width),
-        ).fetchall()
+    for run in reversed(runs):
+        span = queries.select_one(conn, "serve_run_id_range", run_id=run["run_id"])
+        width = max(1, (span["last_id"] - span["first_id"] + 1) // MAX_POINTS)
+        buckets = queries.select(
+            conn,
+            "serve_run_event_buckets",
+            run_id=run["run_id"],
+            first_id=span["first_id"],
+            width=width,
+        )
+        started = parse_utc(run["created_utc"])
         total = 0
         points = [(0.0, 0.0)]
-        for events, last_id in buckets:
-            total += events
-            [created] = conn.execute(
-                "SELECT created_utc FROM events WHERE id = ?", (last_id,)
-            ).fetchone()
-            seconds = (parse_utc(created) - parse_utc(started)).total_seconds()
+        for bucket in buckets:
+            total += bucket["events"]
+            created = queries.select_value(conn, "serve_event_created", id=bucket["last_id"])
+            seconds = (parse_utc(created) - started).total_seconds()
             points.append((max(seconds, 0.0), float(total)))
-        series.append(Series(run_id, points))
+        series.append(Series(run["run_id"], points))
     return series
 
 
 def failures_by_reason(conn: sqlite3.Connection) -> list[tuple[str, float]]:
-    rows = conn.execute(
-        """
-        SELECT recipe || ': ' || coalesce(reason, '(no reason)') AS label, count(*) AS tasks
-        FROM task_state
-        WHERE state IN ('rejected', 'failed')
-        GROUP BY recipe, reason
-        ORDER BY tasks DESC
-        LIMIT 20
-        """
-    ).fetchall()
-    return [(label, float(tasks)) for label, tasks in rows]
+    return [
+        (row["label"], float(row["tasks"]))
+        for row in queries.iterate(conn, "serve_failures_by_reason")
+    ]
 
 
 def label_balance(conn: sqlite3.Connection) -> list[tuple[str, float]]:
-    rows = conn.execute(
-        """
-        SELECT recipe || ': ' || coalesce(label, '(none)') AS label, count(*) AS samples
-        FROM samples
-        GROUP BY recipe, label
-        ORDER BY recipe, samples DESC
-        """
-    ).fetchall()
-    return [(label, float(samples)) for label, samples in rows]
+    return [
+        (row["label"], float(row["samples"]))
+        for row in queries.iterate(conn, "serve_label_balance")
+    ]
 
 
 def training_loss(conn: sqlite3.Connection) -> list[Series]:
     """Loss (and eval loss where logged) per training run, from ``training_logged`` events."""
     curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
     eval_curves: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for run_id, payload_json in conn.execute(
-        "SELECT run_id, payload_json FROM events WHERE event_type = 'training_logged' ORDER BY id"
-    ):
-        payload = json.loads(payload_json)
+    for row in queries.iterate(conn, "serve_training_logged"):
+        payload = json.loads(row["payload_json"])
         step = payload.get("step")
         if step is None:
             continue
-        name = payload.get("training_run_id") or run_id or "training"
+        name = payload.get("training_run_id") or row["run_id"] or "training"
         if payload.get("loss") is not None:
             curves[name].append((float(step), float(payload["loss"])))
         if payload.get("eval_loss") is not None:

@@ -164,28 +164,13 @@ def build_metadata(warehouse: Warehouse, database: str) -> dict[str, Any]:
     """Titles, descriptions, default facets and column labels for every table and view."""
     views = view_descriptions()
     tables: dict[str, Any] = {}
-    for row in warehouse.query(
-        "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')"
-        " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE ? ORDER BY name",
-        (f"{FTS_TABLE}_%",),
-    ):
-        name = row["name"]
-        if name in TABLES:
-            title, description = TABLES[name]
-        else:
-            title = VIEW_TITLES.get(name, name.replace("_", " ").capitalize())
-            description = views.get(name, "")
-        columns = [c["name"] for c in warehouse.query(f'PRAGMA table_info("{name}")')]
-        entry: dict[str, Any] = {
-            "title": title,
-            "description": description,
-            "columns": {c: COLUMNS[c] for c in columns if c in COLUMNS},
-        }
-        if name in FACETS:
-            entry["facets"] = [c for c in FACETS[name] if c in columns]
-        if row["type"] == "table" and "id" in columns:
-            entry["sort_desc"] = "id"  # newest first
-        tables[name] = entry
+    for row in warehouse.select("serve_tables_and_views"):
+        columns = [c["name"] for c in warehouse.select("serve_table_columns", table=row["name"])]
+        tables[row["name"]] = table_metadata(row["name"], row["type"], columns, views)
+    canned = load_queries()
+    if FTS_TABLE not in tables:
+        # Only `cli.py serve` builds the search index; plain `datasette` opens the file read-only.
+        canned = {name: query for name, query in canned.items() if FTS_TABLE not in query["sql"]}
     return {
         "title": "medstore warehouse",
         "description_html": (
@@ -197,7 +182,28 @@ def build_metadata(warehouse: Warehouse, database: str) -> dict[str, Any]:
             database: {
                 "description": f"The event log and its derived views ({warehouse.path}).",
                 "tables": tables,
-                "queries": load_queries(),
+                "queries": canned,
             }
         },
     }
+
+
+def table_metadata(
+    name: str, kind: str, columns: list[str], views: dict[str, str]
+) -> dict[str, Any]:
+    """One table's or view's entry: title, description, column labels, facets, sort order."""
+    if name in TABLES:
+        title, description = TABLES[name]
+    else:
+        title = VIEW_TITLES.get(name, name.replace("_", " ").capitalize())
+        description = views.get(name, "")
+    entry: dict[str, Any] = {
+        "title": title,
+        "description": description,
+        "columns": {c: COLUMNS[c] for c in columns if c in COLUMNS},
+    }
+    if name in FACETS:
+        entry["facets"] = [c for c in FACETS[name] if c in columns]
+    if kind == "table" and "id" in columns:
+        entry["sort_desc"] = "id"  # newest first
+    return entry

@@ -19,6 +19,11 @@ from medstore.warehouse.provenance import UnknownSample
 from medstore.warehouse.review import ReviewError, record_review
 from medstore.warehouse.store import Warehouse
 
+REVIEWING_OFF = (
+    "Reviewing is off on this server: start it with `python cli.py serve`, or set "
+    "$MEDSTORE_REVIEW_TOKEN before `datasette` (and serve the file without --immutable)."
+)
+
 
 def sample_path(datasette, sample_id: str) -> str:
     return datasette.urls.path(f"/-/medstore/sample/{tilde_encode(sample_id)}")
@@ -116,10 +121,7 @@ async def login(datasette, request) -> Response:
         name = (form.get("reviewer") or "").strip()
         token = (form.get("token") or "").strip()
         if config.review_token is None:
-            error = (
-                "Reviewing is off on this server: start it with `python cli.py serve`, or set "
-                "$MEDSTORE_REVIEW_TOKEN before `datasette`."
-            )
+            error = REVIEWING_OFF
         elif not name:
             error = "Give your name: it is recorded with every verdict."
         elif not hmac.compare_digest(token, config.review_token):
@@ -136,7 +138,12 @@ async def login(datasette, request) -> Response:
     return Response.html(
         await datasette.render_template(
             "medstore_login.html",
-            {"error": error, "next": safe_next(next_path), "reviewer": is_reviewer(request.actor)},
+            {
+                "error": error,
+                "next": safe_next(next_path),
+                "reviewer": is_reviewer(request.actor),
+                "reviewing_off": REVIEWING_OFF if config.review_token is None else None,
+            },
             request=request,
         ),
         status=403 if error else 200,

@@ -15,28 +15,18 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from medstore.warehouse import queries
 from medstore.warehouse.store import connect
 
 log = logging.getLogger(__name__)
 
-FTS_TABLE = "raw_output_fts"
+FTS_TABLE = "raw_output_fts"  # the name sql/queries/serve.sql creates and fills
 # Rows per transaction while catching up, so a run writing to the same file waits briefly.
 CHUNK_EVENTS = 20_000
 
 
 def ensure_search_index(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"""
-        CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(
-            raw_output,
-            recipe UNINDEXED,
-            stage UNINDEXED,
-            task_key UNINDEXED,
-            event_id UNINDEXED,
-            tokenize = 'porter unicode61'
-        )
-        """
-    )
+    queries.execute(conn, "serve_create_search_index")
 
 
 def refresh_search_index(db_path: str | Path) -> int:
@@ -51,22 +41,12 @@ def refresh_search_index(db_path: str | Path) -> int:
         ensure_search_index(conn)
         added = 0
         start = last_indexed_id(conn)
-        newest = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        newest = queries.select_value(conn, "serve_newest_event_id")
         while start < newest:
             stop = min(newest, start + CHUNK_EVENTS)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = conn.execute(
-                    f"""
-                    INSERT INTO {FTS_TABLE} (rowid, raw_output, recipe, stage, task_key, event_id)
-                    SELECT e.id, b.content, e.recipe, e.stage, e.task_key, e.event_id
-                    FROM events e
-                    JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.raw_output_blob')
-                    WHERE e.id > ? AND e.id <= ? AND e.event_type = 'llm_response'
-                    """,
-                    (start, stop),
-                )
-                added += cursor.rowcount
+                added += queries.execute(conn, "serve_index_raw_outputs", start=start, stop=stop)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -78,6 +58,4 @@ def refresh_search_index(db_path: str | Path) -> int:
 
 
 def last_indexed_id(conn: sqlite3.Connection) -> int:
-    # ORDER BY rowid DESC LIMIT 1 is answered from the FTS index; max(rowid) would scan it.
-    row = conn.execute(f"SELECT rowid FROM {FTS_TABLE} ORDER BY rowid DESC LIMIT 1").fetchone()
-    return row[0] if row else 0
+    return queries.select_value(conn, "serve_last_indexed_id") or 0

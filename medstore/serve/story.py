@@ -7,10 +7,9 @@ import json
 from collections import OrderedDict
 from typing import Any
 
+from medstore.warehouse import queries
 from medstore.warehouse.provenance import UnknownSample, describe_event, resolve_payload
 from medstore.warehouse.store import Warehouse
-
-LINEAGE_TYPES = ("export_written", "training_started", "training_finished", "eval_result")
 
 SECTIONS = {
     "task_started": "source",
@@ -50,7 +49,7 @@ def sample_story(warehouse: Warehouse, sample_id: str) -> dict[str, Any]:
         "task_key": accepted["task_key"],
         "label": accepted["payload"].get("label"),
         "sample": accepted["payload"].get("sample"),
-        "status": sample_status(warehouse, events, accepted),
+        "status": sample_status(warehouse, sample_id, events),
         "stages": stage_summary(events),
         "events": events,
     }
@@ -59,18 +58,13 @@ def sample_story(warehouse: Warehouse, sample_id: str) -> dict[str, Any]:
 def task_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
     """Every event of the sample's task in log order (the rows of the `provenance` view), found
     through `sample_index` so that the page costs two index lookups at any warehouse size."""
-    tasks = warehouse.query(
-        "SELECT DISTINCT recipe, task_key FROM sample_index WHERE sample_id = ?", (sample_id,)
-    )
+    tasks = warehouse.select("serve_sample_tasks", sample_id=sample_id)
     if not tasks:
         raise UnknownSample(f"no sample with id {sample_id!r} in {warehouse.path}")
     rows = []
     for task in tasks:
-        rows += warehouse.query(
-            "SELECT id, event_id, run_id, recipe, task_key, stage, attempt, event_type,"
-            " parent_event_id, created_utc, payload_json FROM events"
-            " WHERE recipe = ? AND task_key = ? ORDER BY id",
-            (task["recipe"], task["task_key"]),
+        rows += warehouse.select(
+            "serve_task_events", recipe=task["recipe"], task_key=task["task_key"]
         )
     events = []
     for row in sorted(rows, key=lambda row: row["id"]):
@@ -81,22 +75,14 @@ def task_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
 
 def lineage_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
     """Exports that contain the sample, the training runs on those exports, and their evals."""
-    has_view = warehouse.query(
-        "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'sample_exports'"
-    )
-    if not has_view:
+    if not queries.select_value(warehouse.conn, "serve_has_view", view="sample_exports"):
         return []
-    exports = warehouse.query(
-        "SELECT export_event_id, export_id FROM sample_exports WHERE sample_id = ?", (sample_id,)
-    )
+    exports = warehouse.select("serve_sample_exports", sample_id=sample_id)
     if not exports:
         return []
     export_events = {row["export_event_id"] for row in exports}
     export_ids = {row["export_id"] for row in exports}
-    placeholders = ", ".join("?" * len(LINEAGE_TYPES))
-    candidates = warehouse.query(
-        f"SELECT * FROM events WHERE event_type IN ({placeholders}) ORDER BY id", LINEAGE_TYPES
-    )
+    candidates = warehouse.select("serve_lineage_events")
     training_runs: set[str] = set()
     chosen = []
     for row in candidates:
@@ -163,31 +149,28 @@ def stage_summary(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sample_status(
-    warehouse: Warehouse, events: list[dict[str, Any]], accepted: dict[str, Any]
+    warehouse: Warehouse, sample_id: str, events: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Whether the sample is in the dataset now, and if not, why (mirrors the samples view)."""
-    terminal = [e for e in events if e["event_type"] in ("sample_accepted", "sample_rejected")]
-    superseded = terminal[-1]["event_id"] != accepted["event_id"]
-    reviews = [e for e in events if e["event_type"] == "review_verdict"]
+    """Whether the sample is in the dataset now, and if not, why: the `sample_membership` view's
+    answer (the one statement of the rule), with the latest review of it from its events."""
+    membership = warehouse.select_one("sample_membership", sample_id=sample_id)
+    reviews = [
+        e
+        for e in events
+        if e["event_type"] == "review_verdict" and e["payload"].get("sample_id") == sample_id
+    ]
     review = reviews[-1]["payload"] if reviews else None
-    first_copy = warehouse.query(
-        "SELECT sample_id FROM sample_index WHERE recipe = ? AND content_hash = ? AND is_current"
-        " ORDER BY accepted_id LIMIT 1",
-        (accepted["recipe"], accepted["payload"]["content_hash"]),
-    )
-    duplicate_of = first_copy[0]["sample_id"] if first_copy else None
-    if duplicate_of == accepted["payload"]["sample_id"]:
-        duplicate_of = None
     reasons = []
-    if superseded:
+    if membership["superseded"]:
         reasons.append("a later outcome of its task replaced it")
-    if duplicate_of:
-        reasons.append(f"exact duplicate of the earlier sample {duplicate_of}")
-    if review and review["verdict"] == "reject":
-        reasons.append(f"rejected by reviewer {review['reviewer']}")
+    if membership["duplicate_of"]:
+        reasons.append(f"exact duplicate of the earlier sample {membership['duplicate_of']}")
+    if membership["reviewer_rejected"]:
+        reviewer = review["reviewer"] if review else "(unknown)"
+        reasons.append(f"rejected by reviewer {reviewer}")
     return {
-        "in_dataset": not reasons,
+        "in_dataset": bool(membership["in_dataset"]),
         "reasons": reasons,
         "review": review,
-        "duplicate_of": duplicate_of,
+        "duplicate_of": membership["duplicate_of"],
     }

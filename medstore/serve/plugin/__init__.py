@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ EVENT_ID_COLUMNS = {
     "export_event_id",
 }
 TASK_KEY_TABLES = {"task_state", "llm_errors", "validation_verdicts", "llm_calls"}
+
+log = logging.getLogger(__name__)
 
 
 def register() -> None:
@@ -72,26 +75,61 @@ def is_warehouse(path: str) -> bool:
     """A SQLite file holding medstore's event log (checked read-only, nothing written)."""
     import sqlite3
 
+    from medstore.warehouse import queries
+
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            return bool(queries.select_value(conn, "serve_is_warehouse"))
         finally:
             conn.close()
     except sqlite3.Error:
         return False
-    return {"events", "blobs", "chain_head"} <= names
+
+
+def pending_migrations(path: str) -> list[str]:
+    """The migrations this medstore would apply to the warehouse (read-only: none are)."""
+    import sqlite3
+
+    from medstore.warehouse import queries
+    from medstore.warehouse.migrations import MIGRATIONS
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        done = {row[0] for row in queries.iterate(conn, "serve_applied_migrations")}
+    except sqlite3.OperationalError:  # no _migrations table: older than all of them
+        done = set()
+    finally:
+        conn.close()
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
 
 
 # Set-up -----------------------------------------------------------------------------------------
 @hookimpl
 def startup(datasette):
-    """Under plain ``datasette warehouse.db``, find the warehouse and serve it as medstore's."""
+    """Under plain ``datasette warehouse.db``, find the warehouse and serve it as medstore's.
+
+    Nothing is migrated or written: Datasette opens the file read-only. A file served
+    ``--immutable`` gets no reviewing, since SQLite's immutable readers must not see it change.
+    """
     if settings(datasette) is not None:
         return
     for name, database in datasette.databases.items():
         if database.path and is_warehouse(database.path):
-            configure(datasette, database.path, name, os.environ.get(TOKEN_ENV) or None)
+            pending = pending_migrations(database.path)
+            if pending:
+                log.warning(
+                    "%s predates this medstore (%s not applied); its pages may fail until"
+                    " `python cli.py serve --db %s` migrates it",
+                    database.path,
+                    ", ".join(pending),
+                    database.path,
+                )
+            token = os.environ.get(TOKEN_ENV) or None
+            if token and not database.is_mutable:
+                log.warning("%s is served immutable: reviewing is off", database.path)
+                token = None
+            configure(datasette, database.path, name, token)
             return
 
 

@@ -1,0 +1,79 @@
+-- What `cli.py report` reads: each recipe's figures (medstore/recipes/*.report).
+
+-- name: report_task_states
+-- Tasks of a recipe per latest state.
+SELECT state, count(*) AS n FROM task_state WHERE recipe = :recipe GROUP BY state;
+
+-- name: report_task_state_by_key
+-- Every task of a recipe with its latest state.
+SELECT task_key, state FROM task_state WHERE recipe = :recipe;
+
+-- name: report_labels
+-- Samples in the dataset per label.
+SELECT coalesce(label, '(none)') AS label, count(*) AS n
+FROM samples
+WHERE recipe = :recipe
+GROUP BY 1
+ORDER BY 1;
+
+-- name: report_rejection_reasons
+-- Why tasks were rejected or failed, most common first.
+SELECT reason, count(*) AS n
+FROM task_state
+WHERE recipe = :recipe AND state IN ('rejected', 'failed')
+GROUP BY reason
+ORDER BY n DESC;
+
+-- name: report_samples
+-- The samples in the dataset, as JSON, by task.
+SELECT sample_json FROM samples WHERE recipe = :recipe ORDER BY task_key;
+
+-- name: report_latest_rejections
+-- The rejection of every task whose latest state is rejected, by task.
+SELECT e.task_key, e.payload_json
+FROM events e
+JOIN task_state t ON t.recipe = e.recipe AND t.task_key = e.task_key
+WHERE e.recipe = :recipe AND e.event_type = 'sample_rejected' AND t.state = 'rejected'
+  AND e.id = (
+      SELECT max(id) FROM events x
+      WHERE x.recipe = e.recipe AND x.task_key = e.task_key AND x.event_type = 'sample_rejected'
+  )
+ORDER BY e.task_key;
+
+-- name: report_accepted_after_repair^
+-- How many accepted tasks needed at least one repair.
+SELECT count(DISTINCT t.task_key) AS n
+FROM task_state t
+JOIN events e ON e.recipe = t.recipe AND e.task_key = t.task_key
+WHERE t.recipe = :recipe AND t.state = 'accepted' AND e.event_type = 'repair_requested';
+
+-- name: report_source_skipped
+-- Source rows the latest run of the recipe skipped, by reason.
+SELECT json_extract(payload_json, '$.reason') AS reason, count(*) AS n
+FROM events
+WHERE event_type = 'source_skipped' AND run_id = (
+    SELECT run_id FROM events WHERE event_type = 'run_started' AND recipe = :recipe
+    ORDER BY id DESC LIMIT 1
+)
+GROUP BY 1
+ORDER BY n DESC;
+
+-- name: report_data_use_decisions
+-- The data-use rules a recipe's runs were decided under, and how often.
+SELECT json_extract(payload_json, '$.rule') AS rule, count(*) AS n
+FROM events
+WHERE event_type = 'data_use_decision' AND recipe = :recipe
+GROUP BY 1
+ORDER BY 1;
+
+-- name: report_hierarchical_fallbacks
+-- Fallback rows (rejected conversions kept with the original answer) per label.
+SELECT label, count(*) AS n FROM hierarchical_fallbacks WHERE recipe = :recipe GROUP BY label;
+
+-- name: report_medec_safe_sources
+-- Every medec-safe sample with where its note came from (see the view).
+SELECT * FROM medec_safe_sources ORDER BY note_id;
+
+-- name: report_medec_safe_balanced_labels
+-- The balanced medec-safe dataset per label.
+SELECT label, count(*) AS n FROM medec_safe_balanced GROUP BY label ORDER BY label;

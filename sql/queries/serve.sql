@@ -1,0 +1,131 @@
+-- What `serve` reads and writes: the provenance page, the charts, the metadata, the derived
+-- search index, and how the Datasette plugin recognises a warehouse.
+
+-- Recognising a warehouse ----------------------------------------------------------------------
+
+-- name: serve_is_warehouse$
+-- Whether the file holds medstore's event log: its three base tables.
+SELECT count(*) = 3 FROM sqlite_master
+WHERE type = 'table' AND name IN ('events', 'blobs', 'chain_head');
+
+-- name: serve_applied_migrations
+-- The migrations applied to the file (none when it predates the _migrations table).
+SELECT name FROM _migrations;
+
+-- name: serve_has_view$
+-- Whether a view is installed (older warehouses lack the newer ones).
+SELECT count(*) > 0 FROM sqlite_master WHERE type = 'view' AND name = :view;
+
+-- Provenance page ------------------------------------------------------------------------------
+
+-- name: serve_sample_tasks
+-- The task (normally one) that accepted a sample id.
+SELECT DISTINCT recipe, task_key FROM sample_index WHERE sample_id = :sample_id;
+
+-- name: serve_task_events
+-- Every event of one task in log order, without the hash chain's columns.
+SELECT
+    id, event_id, run_id, recipe, task_key, stage, attempt, event_type, parent_event_id,
+    created_utc, payload_json
+FROM events
+WHERE recipe = :recipe AND task_key = :task_key
+ORDER BY id;
+
+-- name: serve_sample_exports
+-- The exports that contain a sample.
+SELECT export_event_id, export_id FROM sample_exports WHERE sample_id = :sample_id;
+
+-- name: serve_lineage_events
+-- Every export, training and eval event: the page keeps those linked to the sample's exports.
+SELECT * FROM events
+WHERE event_type IN ('export_written', 'training_started', 'training_finished', 'eval_result')
+ORDER BY id;
+
+-- Charts ---------------------------------------------------------------------------------------
+
+-- name: serve_recent_runs
+-- The latest runs, newest first, with when each started.
+SELECT run_id, created_utc FROM events
+WHERE event_type = 'run_started'
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: serve_run_id_range^
+-- The first and last log id of a run's events (from the events_run index).
+SELECT min(id) AS first_id, max(id) AS last_id FROM events WHERE run_id = :run_id;
+
+-- name: serve_run_event_buckets
+-- A run's events counted in buckets of :width consecutive log ids, each with its last id.
+SELECT count(*) AS events, max(id) AS last_id
+FROM events
+WHERE run_id = :run_id
+GROUP BY (id - :first_id) / :width
+ORDER BY last_id;
+
+-- name: serve_event_created$
+-- When one event (by log id) was written.
+SELECT created_utc FROM events WHERE id = :id;
+
+-- name: serve_failures_by_reason
+-- The 20 most common reasons tasks are rejected or failed, per recipe.
+SELECT recipe || ': ' || coalesce(reason, '(no reason)') AS label, count(*) AS tasks
+FROM task_state
+WHERE state IN ('rejected', 'failed')
+GROUP BY recipe, reason
+ORDER BY tasks DESC
+LIMIT 20;
+
+-- name: serve_label_balance
+-- Samples in the dataset per recipe and label.
+SELECT recipe || ': ' || coalesce(label, '(none)') AS label, count(*) AS samples
+FROM samples
+GROUP BY recipe, label
+ORDER BY recipe, samples DESC;
+
+-- name: serve_training_logged
+-- Every logged training step, in log order (the loss curves).
+SELECT run_id, payload_json FROM events WHERE event_type = 'training_logged' ORDER BY id;
+
+-- Metadata -------------------------------------------------------------------------------------
+
+-- name: serve_tables_and_views
+-- Every table and view Datasette lists, without SQLite's own and the search index's shadow tables.
+SELECT name, type FROM sqlite_master
+WHERE type IN ('table', 'view')
+  AND name NOT LIKE 'sqlite_%'
+  AND name NOT LIKE 'raw_output_fts_%'
+ORDER BY name;
+
+-- name: serve_table_columns
+-- The column names of one table or view, in order.
+SELECT name FROM pragma_table_info(:table);
+
+-- Search index (derived; see medstore/serve/search.py) -----------------------------------------
+
+-- name: serve_create_search_index!
+-- The full-text index over raw outputs: one row per llm_response event, rowid = its log id.
+CREATE VIRTUAL TABLE IF NOT EXISTS raw_output_fts USING fts5(
+    raw_output,
+    recipe UNINDEXED,
+    stage UNINDEXED,
+    task_key UNINDEXED,
+    event_id UNINDEXED,
+    tokenize = 'porter unicode61'
+);
+
+-- name: serve_newest_event_id$
+-- The log's last id (0 when empty): how far the index has to catch up.
+SELECT coalesce(max(id), 0) FROM events;
+
+-- name: serve_last_indexed_id$
+-- The last response indexed. ORDER BY rowid DESC LIMIT 1 is answered from the FTS index;
+-- max(rowid) would scan it.
+SELECT rowid FROM raw_output_fts ORDER BY rowid DESC LIMIT 1;
+
+-- name: serve_index_raw_outputs!
+-- Index the raw output of every response with a log id in (:start, :stop].
+INSERT INTO raw_output_fts (rowid, raw_output, recipe, stage, task_key, event_id)
+SELECT e.id, b.content, e.recipe, e.stage, e.task_key, e.event_id
+FROM events e
+JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.raw_output_blob')
+WHERE e.id > :start AND e.id <= :stop AND e.event_type = 'llm_response';
