@@ -7,7 +7,6 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from medstore.warehouse import queries
 from medstore.warehouse.provenance import UnknownSample, describe_event, resolve_payload
 from medstore.warehouse.store import Warehouse
 
@@ -75,7 +74,7 @@ def task_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
 
 def lineage_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
     """Exports that contain the sample, the training runs on those exports, and their evals."""
-    if not queries.select_value(warehouse.conn, "serve_has_view", view="sample_exports"):
+    if not warehouse.select_value("serve_has_view", view="sample_exports"):
         return []
     exports = warehouse.select("serve_sample_exports", sample_id=sample_id)
     if not exports:

@@ -38,28 +38,28 @@ def sql(name: str) -> str:
         raise KeyError(f"no query named {name!r} in sql/queries") from None
 
 
-def iterate(conn: sqlite3.Connection, name: str, **params: Any) -> Iterator[sqlite3.Row]:
+def iterate(conn: sqlite3.Connection, name: str, /, **params: Any) -> Iterator[sqlite3.Row]:
     """The rows of a named query one at a time (for scans over the whole log)."""
     yield from conn.execute(sql(name), params)
 
 
-def select(conn: sqlite3.Connection, name: str, **params: Any) -> list[dict[str, Any]]:
+def select(conn: sqlite3.Connection, name: str, /, **params: Any) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(sql(name), params)]
 
 
-def select_one(conn: sqlite3.Connection, name: str, **params: Any) -> dict[str, Any] | None:
+def select_one(conn: sqlite3.Connection, name: str, /, **params: Any) -> dict[str, Any] | None:
     row = conn.execute(sql(name), params).fetchone()
     return dict(row) if row is not None else None
 
 
-def select_value(conn: sqlite3.Connection, name: str, **params: Any) -> Any:
+def select_value(conn: sqlite3.Connection, name: str, /, **params: Any) -> Any:
     row = conn.execute(sql(name), params).fetchone()
     return row[0] if row is not None else None
 
 
-def execute(conn: sqlite3.Connection, name: str, **params: Any) -> int:
+def execute(conn: sqlite3.Connection, name: str, /, **params: Any) -> int:
     return conn.execute(sql(name), params).rowcount
 
 
-def execute_many(conn: sqlite3.Connection, name: str, rows: Iterable[Any]) -> int:
+def execute_many(conn: sqlite3.Connection, name: str, rows: Iterable[Any], /) -> int:
     return conn.executemany(sql(name), rows).rowcount

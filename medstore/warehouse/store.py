@@ -295,12 +295,15 @@ class Warehouse:
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute(sql, params)]
 
-    def select(self, name: str, **params: Any) -> list[dict[str, Any]]:
+    def select(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
         """The rows of a named query (``sql/queries``)."""
         return queries.select(self.conn, name, **params)
 
-    def select_one(self, name: str, **params: Any) -> dict[str, Any] | None:
+    def select_one(self, name: str, /, **params: Any) -> dict[str, Any] | None:
         return queries.select_one(self.conn, name, **params)
+
+    def select_value(self, name: str, /, **params: Any) -> Any:
+        return queries.select_value(self.conn, name, **params)
 
     def blob(self, digest: str | None) -> str | None:
         if digest is None:
@@ -311,28 +314,15 @@ class Warehouse:
         return [{"role": m["role"], "content": self.blob(m["content_blob"]) or ""} for m in stored]
 
     def finished_tasks(self, recipe: str) -> set[str]:
-        rows = self.conn.execute(
-            "SELECT task_key FROM task_state"
-            " WHERE recipe = ? AND state IN ('accepted', 'rejected')",
-            (recipe,),
-        )
-        return {row[0] for row in rows}
+        return {row["task_key"] for row in self.select("finished_tasks", recipe=recipe)}
 
     def answered_request_hashes(self) -> set[str]:
-        """Hashes of every request the log holds an answer to (see medstore/projections.py)."""
-        return {row[0] for row in self.conn.execute("SELECT request_hash FROM answered_requests")}
+        """Hashes of every request the log holds an answer to (see warehouse/projections.py)."""
+        return {row["request_hash"] for row in self.select("answered_request_hashes")}
 
     def cached_response(self, request_hash: str) -> dict[str, Any] | None:
         """The latest successful response to an identical request, if the log has one."""
-        row = self.conn.execute(
-            """
-            SELECT event_id, payload_json FROM events
-            WHERE event_type IN ('llm_response', 'cache_replay')
-              AND json_extract(payload_json, '$.request_hash') = ?
-            ORDER BY id DESC LIMIT 1
-            """,
-            (request_hash,),
-        ).fetchone()
+        row = self.select_one("cached_response", request_hash=request_hash)
         if row is None:
             return None
         payload = json.loads(row["payload_json"])

@@ -1,6 +1,7 @@
 -- run_summary: one row per run with its outcome, task counts, calls, tokens, cost and failures
 -- grouped by reason. The sums are kept as events land by the writer in `run_totals` and
--- `run_failures` (migration m005, medstore/projections.py), so this reads one row per run, not every event.
+-- `run_failures` (migration m005, medstore/warehouse/projections.py), so this reads one row per
+-- run, not every event.
 CREATE VIEW run_summary AS
 SELECT
     t.run_id,
