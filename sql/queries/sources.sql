@@ -8,6 +8,12 @@ SELECT sample_id, task_key, run_id, accepted_event_id, sample_json FROM samples
 WHERE recipe = :recipe AND task_key LIKE :task_key_pattern
 ORDER BY accepted_event_id;
 
+-- name: task_events
+-- One task's events in one run, in log order (mimic artifacts: calls, answers and verdicts).
+SELECT * FROM events
+WHERE recipe = :recipe AND task_key = :task_key AND run_id = :run_id
+ORDER BY id;
+
 -- name: data_use_decisions
 -- The data-use decision a run recorded before its first model call.
 SELECT payload_json FROM events WHERE event_type = 'data_use_decision' AND run_id = :run_id;

@@ -44,8 +44,11 @@ def accepted_admissions(warehouse: Warehouse, subject_id: int) -> list[dict[str,
 
 
 def task_events(warehouse: Warehouse, task_key: str, run_id: str) -> list[dict[str, Any]]:
-    where = "recipe = ? AND task_key = ? AND run_id = ?"
-    return list(warehouse.iter_events(where, (RECIPE, task_key, run_id)))
+    """The task's events in this run, in log order, each with its payload decoded."""
+    events = warehouse.select("task_events", recipe=RECIPE, task_key=task_key, run_id=run_id)
+    for event in events:
+        event["payload"] = json.loads(event.pop("payload_json"))
+    return events
 
 
 def admission_files(warehouse: Warehouse, accepted: dict[str, Any]) -> dict[str, str]:
