@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 from medstore.checks.parsing import ParseError, extract_json, validate_model  # noqa: E402
 from medstore.llm.base import GenerationParams  # noqa: E402
 from medstore.llm.local import LocalBackend  # noqa: E402
-from medstore.recipes.consult import ConsultRecipe, load_scenarios  # noqa: E402
+from medstore.recipes.consult import ConsultRecipe  # noqa: E402
+from medstore.sources.scenarios import load_scenarios  # noqa: E402
 
 CONCURRENCY = 8
 QUESTIONS = [

@@ -83,13 +83,7 @@ class BatchBackend(Backend):
         were logged fetches them again (the files stay at the API) instead of paying twice.
         """
         self._emit = emit
-        rows = warehouse.query(
-            "SELECT json_extract(payload_json, '$.batch_id') AS batch_id,"
-            " json_extract(payload_json, '$.custom_ids_blob') AS custom_ids_blob"
-            " FROM events WHERE event_type = 'batch_submitted'"
-            " AND json_extract(payload_json, '$.base_url') IS ? ORDER BY id",
-            (self.base_url,),
-        )
+        rows = warehouse.select("submitted_batches", base_url=self.base_url)
         for row in rows:
             members = json.loads(warehouse.blob(row["custom_ids_blob"]) or "[]")
             self._members[row["batch_id"]] = members

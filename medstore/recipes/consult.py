@@ -6,18 +6,17 @@ ICD-10-CM codes are checked against the real code list.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from medstore.checks.icd10 import is_icd10_code, known_codes
-from medstore.checks.parsing import validation_errors
-from medstore.recipes.base import Recipe, SourceError, Stage, Task
+from medstore.recipes.base import Recipe, Stage, Task
 from medstore.resources import resource_dir
+from medstore.sources.scenarios import load_scenarios
 from medstore.warehouse.hashing import utc_now
 
 CHAT_SYSTEM_PROMPT = (
@@ -26,19 +25,6 @@ CHAT_SYSTEM_PROMPT = (
     "treatment plan and red flags."
 )
 ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
-
-
-class Scenario(BaseModel):
-    """One seed of data/scenarios.json."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str = Field(min_length=1)
-    specialty: str
-    age: int = Field(ge=0, le=120)
-    sex: Literal["male", "female"]
-    symptoms: list[str] = Field(min_length=1)
-    risk_factors: list[str] = []
-    background: str = ""
 
 
 class VitalSigns(BaseModel):
@@ -221,29 +207,3 @@ class ConsultRecipe(Recipe):
                 "content": f"<think>\n{sample['expert_output_text']}\n</think>\n\n{answer}",
             },
         ]
-
-
-def load_scenarios(path: Path) -> list[Scenario]:
-    """Read and check a scenarios file; any problem is one SourceError naming file and field."""
-    if not path.exists():
-        raise SourceError(f"{path}: no such scenarios file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SourceError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    if not isinstance(raw, list):
-        raise SourceError(f"{path}: expected a JSON array of scenario objects")
-    scenarios = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        try:
-            scenario = Scenario.model_validate(item)
-        except ValidationError as exc:
-            raise SourceError(f"{path}: scenario [{index}]: {validation_errors(exc)[0]}") from exc
-        if scenario.id in seen:
-            raise SourceError(f"{path}: scenario [{index}]: id {scenario.id!r} is used twice")
-        seen.add(scenario.id)
-        scenarios.append(scenario)
-    return scenarios

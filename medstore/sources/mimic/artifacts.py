@@ -31,10 +31,8 @@ def dump(value: Any) -> str:
 
 def accepted_admissions(warehouse: Warehouse, subject_id: int) -> list[dict[str, Any]]:
     """The latest accepted sample of each admission of the subject, in admission order."""
-    rows = warehouse.query(
-        "SELECT sample_id, task_key, run_id, accepted_event_id, sample_json FROM samples"
-        " WHERE recipe = ? AND task_key LIKE ? ORDER BY accepted_event_id",
-        (RECIPE, f"{RECIPE}:{subject_id}-%"),
+    rows = warehouse.select(
+        "accepted_samples_like", recipe=RECIPE, task_key_pattern=f"{RECIPE}:{subject_id}-%"
     )
     latest: dict[int, dict[str, Any]] = {}
     for row in rows:
@@ -46,8 +44,11 @@ def accepted_admissions(warehouse: Warehouse, subject_id: int) -> list[dict[str,
 
 
 def task_events(warehouse: Warehouse, task_key: str, run_id: str) -> list[dict[str, Any]]:
-    where = "recipe = ? AND task_key = ? AND run_id = ?"
-    return list(warehouse.iter_events(where, (RECIPE, task_key, run_id)))
+    """The task's events in this run, in log order, each with its payload decoded."""
+    events = warehouse.select("task_events", recipe=RECIPE, task_key=task_key, run_id=run_id)
+    for event in events:
+        event["payload"] = json.loads(event.pop("payload_json"))
+    return events
 
 
 def admission_files(warehouse: Warehouse, accepted: dict[str, Any]) -> dict[str, str]:
@@ -56,8 +57,45 @@ def admission_files(warehouse: Warehouse, accepted: dict[str, Any]) -> dict[str,
     started = next(e for e in events if e["event_type"] == "task_started")
     record = json.loads(warehouse.blob(started["payload"]["source_record_blob"]) or "{}")
     packet = record["packet"]
-    sample = accepted["sample"]
     requests = [e for e in events if e["event_type"] == "llm_request"]
+    calls, raw_outputs = model_calls(warehouse, events, requests)
+    first = requests[0]["payload"]
+    turns = accepted["sample"]["turns"]
+    files = {
+        "packet.json": dump(packet),
+        "input_data_manifest.json": dump(input_manifest(record, accepted["sample"])),
+        "prompt_record.json": dump(
+            {
+                "prompt_template": first["prompt_template"],
+                "prompt_template_hash": first["prompt_template_hash"],
+                "request_hash": first["request_hash"],
+                "messages": warehouse.messages(first["messages"]),
+            }
+        ),
+        "model_call_record.json": dump(model_call_record(warehouse, accepted, first, calls)),
+        "raw_model_output.json": dump({"attempts": raw_outputs}),
+        "conversation.jsonl": "".join(
+            json.dumps({"turn": i, **turn}, sort_keys=True, ensure_ascii=False) + "\n"
+            for i, turn in enumerate(turns)
+        ),
+        "summary.json": dump(admission_summary(accepted, len(requests))),
+    }
+    unlinked = packet["unlinked_radiology"]["rows"]
+    if unlinked:
+        files["unlinked_notes.json"] = dump(
+            {
+                "note": "radiology reports with no hadm_id, matched to this stay by subject and "
+                "time only",
+                "notes": unlinked,
+            }
+        )
+    return files
+
+
+def model_calls(
+    warehouse: Warehouse, events: list[dict[str, Any]], requests: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each model call of the task (outcome, tokens, verdict) and its raw output, by attempt."""
     answers = {
         e["parent_event_id"]: e
         for e in events
@@ -66,10 +104,6 @@ def admission_files(warehouse: Warehouse, accepted: dict[str, Any]) -> dict[str,
     verdicts = {
         e["attempt"]: e["payload"] for e in events if e["event_type"] == "validation_verdict"
     }
-    decision = warehouse.query(
-        "SELECT payload_json FROM events WHERE event_type = 'data_use_decision' AND run_id = ?",
-        (accepted["run_id"],),
-    )
     calls, raw_outputs = [], []
     for request in requests:
         answer = answers.get(request["event_id"])
@@ -90,79 +124,67 @@ def admission_files(warehouse: Warehouse, accepted: dict[str, Any]) -> dict[str,
             }
         )
         raw_outputs.append({"attempt": request["attempt"], "raw_output": raw})
-    first = requests[0]["payload"]
+    return calls, raw_outputs
+
+
+def input_manifest(record: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
+    """What went into the prompt: the packet's hash, caps, section sizes and source files."""
+    packet = record["packet"]
     sections = {
         name: {key: value for key, value in content.items() if key != "rows"}
         | {"rows_in_packet": len(content["rows"])}
         for name, content in packet.items()
         if isinstance(content, dict) and "rows" in content
     }
-    turns = sample["turns"]
-    files = {
-        "packet.json": dump(packet),
-        "input_data_manifest.json": dump(
-            {
-                "subject_id": sample["subject_id"],
-                "hadm_id": sample["hadm_id"],
-                "packet_hash": record["packet_hash"],
-                "row_caps": packet["row_caps"],
-                "sections": sections,
-                "has_discharge_note": packet["admission"]["has_discharge_note"],
-                "source_files": record["source_files"],
-            }
-        ),
-        "prompt_record.json": dump(
-            {
-                "prompt_template": first["prompt_template"],
-                "prompt_template_hash": first["prompt_template_hash"],
-                "request_hash": first["request_hash"],
-                "messages": warehouse.messages(first["messages"]),
-            }
-        ),
-        "model_call_record.json": dump(
-            {
-                "backend": first["backend"],
-                "base_url": first["base_url"],
-                "model": first["model"],
-                "params": first["params"],
-                "run_id": accepted["run_id"],
-                "task_key": accepted["task_key"],
-                "data_use_decision": json.loads(decision[0]["payload_json"]) if decision else None,
-                "calls": calls,
-            }
-        ),
-        "raw_model_output.json": dump({"attempts": raw_outputs}),
-        "conversation.jsonl": "".join(
-            json.dumps({"turn": i, **turn}, sort_keys=True, ensure_ascii=False) + "\n"
-            for i, turn in enumerate(turns)
-        ),
-        "summary.json": dump(
-            {
-                "subject_id": sample["subject_id"],
-                "hadm_id": sample["hadm_id"],
-                "admission_seq": sample["admission_seq"],
-                "sample_id": accepted["sample_id"],
-                "packet_hash": sample["packet_hash"],
-                "hospital_days": sample["hospital_days"],
-                "turns": len(turns),
-                "speakers": dict(sorted(Counter(t["speaker"] for t in turns).items())),
-                "phases": dict(sorted(Counter(t["phase"] for t in turns).items())),
-                "days_covered": sorted({t["day"] for t in turns}),
-                "llm_calls": len(requests),
-                "repairs": len(requests) - 1,
-            }
-        ),
+    return {
+        "subject_id": sample["subject_id"],
+        "hadm_id": sample["hadm_id"],
+        "packet_hash": record["packet_hash"],
+        "row_caps": packet["row_caps"],
+        "sections": sections,
+        "has_discharge_note": packet["admission"]["has_discharge_note"],
+        "source_files": record["source_files"],
     }
-    unlinked = packet["unlinked_radiology"]["rows"]
-    if unlinked:
-        files["unlinked_notes.json"] = dump(
-            {
-                "note": "radiology reports with no hadm_id, matched to this stay by subject and "
-                "time only",
-                "notes": unlinked,
-            }
-        )
-    return files
+
+
+def model_call_record(
+    warehouse: Warehouse,
+    accepted: dict[str, Any],
+    first: dict[str, Any],
+    calls: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Which backend and model answered, with what parameters, under which data-use decision."""
+    decision = warehouse.select("data_use_decisions", run_id=accepted["run_id"])
+    return {
+        "backend": first["backend"],
+        "base_url": first["base_url"],
+        "model": first["model"],
+        "params": first["params"],
+        "run_id": accepted["run_id"],
+        "task_key": accepted["task_key"],
+        "data_use_decision": json.loads(decision[0]["payload_json"]) if decision else None,
+        "calls": calls,
+    }
+
+
+def admission_summary(accepted: dict[str, Any], llm_calls: int) -> dict[str, Any]:
+    """The conversation in figures: turns, speakers, phases, days covered, calls and repairs."""
+    sample = accepted["sample"]
+    turns = sample["turns"]
+    return {
+        "subject_id": sample["subject_id"],
+        "hadm_id": sample["hadm_id"],
+        "admission_seq": sample["admission_seq"],
+        "sample_id": accepted["sample_id"],
+        "packet_hash": sample["packet_hash"],
+        "hospital_days": sample["hospital_days"],
+        "turns": len(turns),
+        "speakers": dict(sorted(Counter(t["speaker"] for t in turns).items())),
+        "phases": dict(sorted(Counter(t["phase"] for t in turns).items())),
+        "days_covered": sorted({t["day"] for t in turns}),
+        "llm_calls": llm_calls,
+        "repairs": llm_calls - 1,
+    }
 
 
 def patient_files(warehouse: Warehouse, subject_id: int) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from medstore.sources.mimic.demo_catalog import LAB_ITEMS, Code
 
 if TYPE_CHECKING:
-    from medstore.sources.mimic.demo import Stay
+    from medstore.sources.mimic.demo_events import Stay
 
 SERVICE_NAMES = {"MED": "MEDICINE", "CMED": "MEDICINE", "ORTHO": "ORTHOPAEDICS"}
 FREQUENCIES = {1: "DAILY", 2: "BID", 3: "TID", 4: "Q6H"}
@@ -33,10 +33,9 @@ def lab_phrase(label: str, value: float) -> str:
     return f"{label} {value:.{item.decimals}f}{unit}"
 
 
-def discharge_text(stay: Stay, gender: str, age: int, comorbidities: list[Code]) -> str:
+def pertinent_results(stay: Stay) -> list[str]:
+    """The "Pertinent Results" lines: admission labs, imaging, cultures, discharge labs."""
     condition = stay.condition
-    person, title, pronoun = ("woman", "Ms.", "She") if gender == "F" else ("man", "Mr.", "He")
-    history = ", ".join(code.icd10_title.split(",")[0].lower() for code in comorbidities)
     admission_labs = [
         lab_phrase(label, values[0][1])
         for label, values in stay.labs.items()
@@ -47,7 +46,6 @@ def discharge_text(stay: Stay, gender: str, age: int, comorbidities: list[Code])
         for label, values in stay.labs.items()
         if label in condition.labs and values
     ]
-    procedures = "\n".join(f"- {code.icd10_title}" for code in stay.procedures) or "None"
     results = [f"ADMISSION LABS: {', '.join(admission_labs)}"] if admission_labs else []
     for study in condition.imaging:
         results.append(f"IMAGING: {study.exam}: {study.impression}")
@@ -62,7 +60,12 @@ def discharge_text(stay: Stay, gender: str, age: int, comorbidities: list[Code])
         results.append(f"MICROBIOLOGY: {culture.spec_type_desc}: {growth}{detail}")
     if discharge_labs and not stay.died:
         results.append(f"DISCHARGE LABS: {', '.join(discharge_labs)}")
-    course = f"{title} ___ {condition.course}."
+    return results
+
+
+def hospital_course(stay: Stay, title: str, pronoun: str) -> tuple[str, str, str]:
+    """(brief hospital course, discharge medications, disposition) of the stay."""
+    course = f"{title} ___ {stay.condition.course}."
     if stay.icu:
         hours = round((stay.icu[1] - stay.icu[0]).total_seconds() / 3600)
         course += f" {pronoun} spent the first {hours} hours in the MICU."
@@ -71,17 +74,25 @@ def discharge_text(stay: Stay, gender: str, age: int, comorbidities: list[Code])
             f" Despite treatment {pronoun.lower()} deteriorated; after a family meeting care was "
             f"focused on comfort and {pronoun.lower()} died on hospital day {stay.days}."
         )
-        medications = "None"
-        disposition = "Expired"
-    else:
-        medications = "\n".join(
-            f"{number}. {drug.drug} {drug.dose} {drug.unit} {drug.route} "
-            f"{FREQUENCIES.get(drug.per_day, 'DAILY')}"
-            for number, drug in enumerate(
-                (d for d in stay.drugs if not d.route.startswith("IV")), start=1
-            )
+        return course, "None", "Expired"
+    medications = "\n".join(
+        f"{number}. {drug.drug} {drug.dose} {drug.unit} {drug.route} "
+        f"{FREQUENCIES.get(drug.per_day, 'DAILY')}"
+        for number, drug in enumerate(
+            (d for d in stay.drugs if not d.route.startswith("IV")), start=1
         )
-        disposition = "Home"
+    )
+    return course, medications, "Home"
+
+
+def discharge_text(stay: Stay, gender: str, age: int, comorbidities: list[Code]) -> str:
+    """A discharge summary in MIMIC-IV-Note's section layout (most of it one template)."""
+    condition = stay.condition
+    person, title, pronoun = ("woman", "Ms.", "She") if gender == "F" else ("man", "Mr.", "He")
+    history = ", ".join(code.icd10_title.split(",")[0].lower() for code in comorbidities)
+    procedures = "\n".join(f"- {code.icd10_title}" for code in stay.procedures) or "None"
+    results = pertinent_results(stay)
+    course, medications, disposition = hospital_course(stay, title, pronoun)
     age_text = "___" if age > 89 else str(age)
     secondary = "\n".join(code.icd10_title for code in comorbidities)
     return (

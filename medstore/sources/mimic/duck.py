@@ -1,5 +1,6 @@
 """MIMIC-IV in DuckDB: find the distributed files, check their columns, and read them once into a
-cache whose packet tables (sql/mimic/*.sql, materialised) answer per-admission queries fast.
+cache whose packet tables (the views in sql/mimic/NN_*.sql, materialised) answer per-admission
+queries fast; the queries Python runs on them are named in sql/mimic/queries.sql.
 
 The cache is one DuckDB file per state of the source files, keyed by their paths, sizes and
 mtimes and by the SQL that shapes them: a changed file or view builds a new one (and removes
@@ -25,6 +26,7 @@ from typing import Any
 import duckdb
 
 from medstore.resources import resource_dir
+from medstore.sources.mimic import queries
 from medstore.sources.mimic.schema import NOTE_MODULE, TABLES, Table
 from medstore.warehouse.hashing import json_hash, short_hash
 
@@ -47,7 +49,8 @@ def default_cache_dir() -> Path:
 
 
 def view_files() -> list[Path]:
-    return sorted(resource_dir("sql").joinpath("mimic").glob("*.sql"))
+    """The view definitions, one per numbered file (queries.sql beside them is not a view)."""
+    return sorted(resource_dir("sql").joinpath("mimic").glob("[0-9][0-9]_*.sql"))
 
 
 def view_name(path: Path) -> str:
@@ -197,9 +200,11 @@ class MimicDB:
                     stale.unlink()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self.conn.execute(sql, list(params))
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return as_dicts(self.conn.execute(sql, list(params)))
+
+    def select(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a named query (``sql/mimic/queries.sql``)."""
+        return as_dicts(self.conn.execute(queries.sql(name), params))
 
     def close(self) -> None:
         self.conn.close()
@@ -220,6 +225,11 @@ class MimicDB:
             }
             for source in self.sources
         }
+
+
+def as_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def load_table(conn: duckdb.DuckDBPyConnection, source: SourceFile) -> None:

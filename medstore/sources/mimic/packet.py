@@ -57,10 +57,7 @@ CONTROL_COLUMNS = ("hadm_id", "row_order", "cap_rank", "section_total")
 
 def subject_admissions(db: MimicDB, subject_id: int) -> list[dict[str, Any]]:
     """The patient's admissions in the order the stay happened (admittime, then hadm_id)."""
-    rows = db.query(
-        "SELECT * FROM packet.patient_admissions WHERE subject_id = ? ORDER BY admission_seq",
-        [subject_id],
-    )
+    rows = db.select("subject_admissions", subject_id=subject_id)
     if not rows:
         raise MimicDataError(
             f"subject_id {subject_id}: no admissions in {db.files['hosp.admissions'].label}"
@@ -75,7 +72,8 @@ def section_rows(
     its cap_rank puts first."""
     keep = " AND cap_rank <= ?" if cap is not None else ""
     params: list[Any] = [hadm_ids] + ([cap] if cap is not None else [])
-    # `table` comes from SECTIONS, never from user input.
+    # Not a named query: `table` varies (it comes from SECTIONS, never from user input) and only
+    # capped tables have cap_rank. The values are parameters.
     rows = db.query(
         f"SELECT * FROM packet.{table} WHERE list_contains(?, hadm_id){keep}"
         " ORDER BY hadm_id, row_order",
@@ -99,13 +97,7 @@ def build_packets(
 ) -> dict[int, dict[str, Any]]:
     """The packets of several admissions (one query per section for all of them)."""
     caps = caps or RowCaps()
-    admissions = {
-        row["hadm_id"]: row
-        for row in db.query(
-            "SELECT * FROM packet.patient_admissions WHERE list_contains(?, hadm_id)",
-            [hadm_ids],
-        )
-    }
+    admissions = {row["hadm_id"]: row for row in db.select("admissions_by_id", hadm_ids=hadm_ids)}
     for hadm_id in hadm_ids:
         if hadm_id not in admissions:
             raise MimicDataError(f"hadm_id {hadm_id}: not in {db.files['hosp.admissions'].label}")
@@ -147,8 +139,4 @@ def packet_hash(packet: dict[str, Any]) -> str:
 
 def cohort(db: MimicDB, limit: int) -> list[dict[str, Any]]:
     """The top ``limit`` patients by admission count (ties: lower subject_id first)."""
-    return db.query(
-        "SELECT * FROM packet.cohort_by_admission_count WHERE cohort_rank <= ?"
-        " ORDER BY cohort_rank",
-        [limit],
-    )
+    return db.select("cohort", cohort_size=limit)

@@ -30,6 +30,11 @@ def _section(title: str, content: dict[str, Any], fields: tuple[str, ...]) -> li
 
 def render_packet(packet: dict[str, Any]) -> str:
     """Sections in the packet's order; notes verbatim at the end."""
+    return "\n".join(_header(packet) + _table_sections(packet) + _note_sections(packet))
+
+
+def _header(packet: dict[str, Any]) -> list[str]:
+    """Who the patient is and how the stay began and ended."""
     demo = packet["demographics"]
     stay = packet["admission"]
     age = (
@@ -37,7 +42,7 @@ def render_packet(packet: dict[str, Any]) -> str:
         if demo["age_is_capped"]
         else str(demo["age_at_admission"])
     )
-    lines = [
+    return [
         f"# Admission {packet['hadm_id']} of patient {packet['subject_id']} "
         f"(admission {stay['admission_seq']} of this patient)",
         f"Sex: {demo['gender']}. Age at admission: {age}.",
@@ -48,7 +53,11 @@ def render_packet(packet: dict[str, Any]) -> str:
         f"Language: {stay['language'] or 'unknown'}. Insurance: {stay['insurance'] or 'unknown'}.",
         "",
     ]
-    lines += _section("Transfers", packet["transfers"], ("eventtype", "careunit", "intime"))
+
+
+def _table_sections(packet: dict[str, Any]) -> list[str]:
+    """One line per row of each table section, with the fields the conversation may use."""
+    lines = _section("Transfers", packet["transfers"], ("eventtype", "careunit", "intime"))
     lines += _section("Services", packet["services"], ("curr_service", "transfertime"))
     lines += _section(
         "ICU stays", packet["icu_stays"], ("first_careunit", "intime", "outtime", "los_days")
@@ -77,6 +86,12 @@ def render_packet(packet: dict[str, Any]) -> str:
         packet["emar"],
         ("charttime", "medication", "event_txt"),
     )
+    return lines
+
+
+def _note_sections(packet: dict[str, Any]) -> list[str]:
+    """The notes verbatim, each under its id and time."""
+    lines: list[str] = []
     for title, key in (
         ("Radiology reports", "radiology"),
         ("Discharge notes", "discharge_notes"),
@@ -88,7 +103,7 @@ def render_packet(packet: dict[str, Any]) -> str:
             lines.append(f"### {row['note_id']} ({row['charttime']})\n{row['text'].strip()}")
         if not rows:
             lines.append("- none")
-    return "\n".join(lines)
+    return lines
 
 
 def packet_facts(packet: dict[str, Any]) -> dict[str, Any]:
