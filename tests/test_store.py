@@ -193,7 +193,8 @@ def test_uuid7_sorts_by_time() -> None:
 def test_shipped_scenarios_cover_30_seeds_and_8_specialties() -> None:
     from pathlib import Path
 
-    from medstore.recipes.consult import ConsultRecipe, load_scenarios
+    from medstore.recipes.consult import ConsultRecipe
+    from medstore.sources.scenarios import load_scenarios
 
     scenarios = load_scenarios(Path(ConsultRecipe().default_source()))
     assert len(scenarios) >= 30

@@ -9,7 +9,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -331,13 +331,6 @@ class Warehouse:
             "raw_output": self.blob(payload["raw_output_blob"]),
             "payload": payload,
         }
-
-    def iter_events(self, where: str = "1", params: tuple = ()) -> Iterator[dict[str, Any]]:
-        sql = f"SELECT * FROM events WHERE {where} ORDER BY id"  # `where` is ours, never user text
-        for row in self.conn.execute(sql, params):
-            record = dict(row)
-            record["payload"] = json.loads(record.pop("payload_json"))
-            yield record
 
     # integrity ----------------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
