@@ -92,12 +92,9 @@ def test_refuses_an_occupied_folder(export_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_loss_is_on_assistant_tokens_only(export_dir: Path) -> None:
-    from medstore.training.train import (
-        IGNORE_INDEX,
-        encode_conversations,
-        load_base_model,
-        load_training_data,
-    )
+    from medstore.training.data import load_training_data
+    from medstore.training.encoding import IGNORE_INDEX, encode_conversations
+    from medstore.training.models import load_base_model
 
     tokenizer = load_base_model("bundled").tokenizer
     conversation = load_training_data(export_dir).splits["train"][0]
@@ -126,7 +123,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
     import torch
     from peft import PeftModel
 
-    from medstore.training.train import load_base_model
+    from medstore.training.models import load_base_model
 
     db = tmp_path / "w.db"
     run = tmp_path / "run"
@@ -167,7 +164,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
 
 
 def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> None:
-    from medstore.training.train import event_writer
+    from medstore.training.trainer import event_writer
     from medstore.warehouse.events import Envelope, TrainingLogged
 
     event = TrainingLogged(training_run_id="t", step=1, epoch=0.1, loss=1.0)

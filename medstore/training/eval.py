@@ -128,7 +128,8 @@ def is_export(path: Path) -> bool:
 
 def export_prompts(path: Path, limit: int) -> list[Example]:
     """Every turn before the last assistant turn, validation rows first, then train rows."""
-    from medstore.training.train import TrainError, load_training_data
+    from medstore.training.config import TrainError
+    from medstore.training.data import load_training_data
 
     try:
         splits = load_training_data(path).splits
@@ -306,7 +307,8 @@ def evaluate(
     with_base: bool = True,
 ) -> EvalReport:
     """Score ``model_spec`` (and its base model, when known) on ``task``; one event per model."""
-    from medstore.training.train import TrainError, load_base_model
+    from medstore.training.config import TrainError
+    from medstore.training.models import load_base_model
 
     if task not in TASKS:
         raise EvalError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
