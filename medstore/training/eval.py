@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medstore.recipes.base import SourceError
-from medstore.training.export import to_think_tags
+from medstore.training.chat import to_think_tags
 from medstore.warehouse.events import Envelope, EvalResult
 from medstore.warehouse.hashing import uuid7
 from medstore.warehouse.store import Warehouse
