@@ -175,3 +175,32 @@ def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> N
         monkeypatch.setenv("RANK", "0")
         event_writer(warehouse)([(event, Envelope())])
         assert warehouse.query("SELECT count(*) n FROM events")[0]["n"] == 1
+
+
+def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
+    """Every flag `train` has had is generated from TrainConfig, whose defaults and record are
+    the ones runs have always written."""
+    from pydantic import ValidationError
+
+    from medstore.training.config import TrainConfig
+
+    help_text = invoke("train", "--help").output
+    for flag in ("--data", "--out", "--base-model", "--lora / --full", "--epochs", "--lr",
+                 "--batch-size", "--grad-accum", "--max-seq-len", "--overlong", "--max-steps",
+                 "--bf16", "--gradient-checkpointing", "--seed", "--logging-steps",
+                 "--eval-steps", "--lora-r", "--lora-alpha", "--lora-targets", "--no-progress",
+                 "--db", "--json"):  # fmt: skip
+        assert flag in help_text
+    assert "--lora-dropout" not in help_text and "--warmup-steps" not in help_text
+    full = TrainConfig(data_dir="d", out_dir="o", lora=False)
+    assert full.method == "full" and full.lr == 2e-5
+    assert TrainConfig(data_dir="d", out_dir="o").lr == 2e-4
+    record = full.record()
+    assert list(record)[:5] == ["data_dir", "out_dir", "base_model", "method", "epochs"]
+    assert record["method"] == "full" and "lora" not in record
+    with pytest.raises(ValidationError):
+        TrainConfig(data_dir="d", out_dir="o", method="full")
+    missing = invoke("train", "--out", str(tmp_path / "run"))
+    assert missing.exit_code == 2 and "Missing option '--data'" in missing.output
+    bad = invoke("train", "--data", "d", "--out", "o", "--lora-targets", "some")
+    assert bad.exit_code == 2 and "--lora-targets" in bad.output
