@@ -121,7 +121,7 @@ def baseline_trainer(
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from medstore.training.train import load_base_model
+    from medstore.training.models import load_base_model
 
     base = load_base_model(args.base_model)
     tokenizer = base.tokenizer
@@ -178,7 +178,8 @@ def baseline_trainer(
 
 
 def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tuple[float, int]:
-    from medstore.training.train import TrainConfig, train
+    from medstore.training.config import TrainConfig
+    from medstore.training.trainer import train
     from medstore.warehouse.store import Warehouse
 
     config = TrainConfig(
@@ -198,8 +199,8 @@ def medstore_trainer(data_dir: Path, args: argparse.Namespace, out: Path) -> tup
 
 def bench_train(db: Path, out: Path, args: argparse.Namespace) -> list[tuple[str, float, int]]:
     from medstore.recipes.consult import ConsultRecipe
+    from medstore.training.data import load_training_data
     from medstore.training.export import export_dataset
-    from medstore.training.train import load_training_data
     from medstore.warehouse.store import Warehouse
 
     rows_needed = args.batch_size * args.train_steps

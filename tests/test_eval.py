@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.training.eval import (
+from medstore.training.eval import resolve_candidate
+from medstore.training.eval_tasks import (
     EvalError,
     Example,
-    resolve_candidate,
     score_json,
     score_medec,
     score_structure,

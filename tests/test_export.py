@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.training.export import MANIFEST, split_of, to_think_tags
+from medstore.training.chat import to_think_tags
+from medstore.training.export import split_of
+from medstore.training.export_files import MANIFEST
 from medstore.warehouse.events import Envelope, ReviewVerdict
 from medstore.warehouse.store import Warehouse
 

@@ -92,12 +92,9 @@ def test_refuses_an_occupied_folder(export_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_loss_is_on_assistant_tokens_only(export_dir: Path) -> None:
-    from medstore.training.train import (
-        IGNORE_INDEX,
-        encode_conversations,
-        load_base_model,
-        load_training_data,
-    )
+    from medstore.training.data import load_training_data
+    from medstore.training.encoding import IGNORE_INDEX, encode_conversations
+    from medstore.training.models import load_base_model
 
     tokenizer = load_base_model("bundled").tokenizer
     conversation = load_training_data(export_dir).splits["train"][0]
@@ -126,7 +123,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
     import torch
     from peft import PeftModel
 
-    from medstore.training.train import load_base_model
+    from medstore.training.models import load_base_model
 
     db = tmp_path / "w.db"
     run = tmp_path / "run"
@@ -167,7 +164,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
 
 
 def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> None:
-    from medstore.training.train import event_writer
+    from medstore.training.trainer import event_writer
     from medstore.warehouse.events import Envelope, TrainingLogged
 
     event = TrainingLogged(training_run_id="t", step=1, epoch=0.1, loss=1.0)
@@ -178,3 +175,32 @@ def test_only_rank_zero_writes_training_events(tmp_path: Path, monkeypatch) -> N
         monkeypatch.setenv("RANK", "0")
         event_writer(warehouse)([(event, Envelope())])
         assert warehouse.query("SELECT count(*) n FROM events")[0]["n"] == 1
+
+
+def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
+    """Every flag `train` has had is generated from TrainConfig, whose defaults and record are
+    the ones runs have always written."""
+    from pydantic import ValidationError
+
+    from medstore.training.config import TrainConfig
+
+    help_text = invoke("train", "--help").output
+    for flag in ("--data", "--out", "--base-model", "--lora / --full", "--epochs", "--lr",
+                 "--batch-size", "--grad-accum", "--max-seq-len", "--overlong", "--max-steps",
+                 "--bf16", "--gradient-checkpointing", "--seed", "--logging-steps",
+                 "--eval-steps", "--lora-r", "--lora-alpha", "--lora-targets", "--no-progress",
+                 "--db", "--json"):  # fmt: skip
+        assert flag in help_text
+    assert "--lora-dropout" not in help_text and "--warmup-steps" not in help_text
+    full = TrainConfig(data_dir="d", out_dir="o", lora=False)
+    assert full.method == "full" and full.lr == 2e-5
+    assert TrainConfig(data_dir="d", out_dir="o").lr == 2e-4
+    record = full.record()
+    assert list(record)[:5] == ["data_dir", "out_dir", "base_model", "method", "epochs"]
+    assert record["method"] == "full" and "lora" not in record
+    with pytest.raises(ValidationError):
+        TrainConfig(data_dir="d", out_dir="o", method="full")
+    missing = invoke("train", "--out", str(tmp_path / "run"))
+    assert missing.exit_code == 2 and "Missing option '--data'" in missing.output
+    bad = invoke("train", "--data", "d", "--out", "o", "--lora-targets", "some")
+    assert bad.exit_code == 2 and "--lora-targets" in bad.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -83,19 +84,26 @@ def eval_command(
         except EvalError as exc:
             raise click.ClickException(str(exc)) from exc
     if as_json:
-        echo_json(
-            {
-                "eval_id": report.eval_id,
-                "task": report.task,
-                "data": report.data,
-                "examples": report.examples,
-                "scores": [
-                    {"role": s.role, "model": s.model, "metrics": s.metrics, "event_id": s.event_id}
-                    for s in report.scores
-                ],
-            }
-        )
+        echo_json(report_json(report))
         return
+    click.echo(render_report(report))
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    return {
+        "eval_id": report.eval_id,
+        "task": report.task,
+        "data": report.data,
+        "examples": report.examples,
+        "scores": [
+            {"role": s.role, "model": s.model, "metrics": s.metrics, "event_id": s.event_id}
+            for s in report.scores
+        ],
+    }
+
+
+def render_report(report: Any) -> str:
+    """A heading and one row per model scored: role, model and each metric to 3 places."""
     metric_names = list(report.scores[0].metrics)
     header = ["role", "model", *metric_names]
     rows = [
@@ -103,13 +111,12 @@ def eval_command(
         for score in report.scores
     ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    click.echo(
-        f"eval {report.eval_id}: {report.task} on {report.examples} examples of {report.data}"
-    )
+    lines = [f"eval {report.eval_id}: {report.task} on {report.examples} examples of {report.data}"]
     for line in [header, ["-" * width for width in widths], *rows]:
-        click.echo(
+        lines.append(
             "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True))
         )
+    return "\n".join(lines)
 
 
 @hookimpl

@@ -104,13 +104,21 @@ def model_option(name: str, field: FieldInfo, *, param_name: str | None = None) 
             [flag, dest], multiple=True, type=click_type(item, field), help=help_,
             metavar=settings.get("metavar"),
         )  # fmt: skip
+    if field.is_required():
+        # No default at all: click (8.3 on) takes an explicit default=None as a value given.
+        return click.Option(
+            [flag, dest],
+            type=click_type(annotation, field),
+            help=help_,
+            metavar=settings.get("metavar"),
+            required=True,
+        )
     return click.Option(
         [flag, dest],
         type=click_type(annotation, field),
         default=None,
         help=help_,
         metavar=settings.get("metavar"),
-        required=field.is_required(),
     )
 
 

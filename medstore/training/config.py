@@ -1,0 +1,99 @@
+"""What a training run is asked to do, and the error it stops with when it cannot.
+
+``TrainConfig`` is the one place train's defaults, bounds and help live: ``cli.py train`` builds
+its flags from it (``medstore.cli.model_options``), and library callers construct it directly.
+This module imports nothing heavy (no torch), so the CLI can read it at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BUNDLED = "bundled"
+NOT_ON_CLI = {"cli": False}
+BASE_MODEL_HELP = (
+    "bundled (the embedded SmolLM2-135M-Instruct, offline), a hub id such as "
+    "Qwen/Qwen2.5-0.5B-Instruct, or a local folder."
+)
+
+
+class TrainError(Exception):
+    """Training cannot start or go on (no data, no messages, no GPU for bf16): one line."""
+
+
+class TrainConfig(BaseModel):
+    """A fine-tuning run: data, base model, method and the optimiser's settings.
+
+    The fields keep the order runs have always recorded them in (``record()``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: str = Field(
+        description="An export folder (any format) or a .jsonl file with a `messages` column.",
+        json_schema_extra={"cli": {"flag": "--data", "metavar": "PATH"}},
+    )
+    out_dir: str = Field(
+        description="Folder for the result.",
+        json_schema_extra={"cli": {"flag": "--out", "metavar": "PATH"}},
+    )
+    base_model: str = Field(BUNDLED, description=BASE_MODEL_HELP)
+    lora: bool = Field(
+        True,
+        description="LoRA adapter or full fine-tuning. [default: lora]",
+        json_schema_extra={"cli": {"flag": "--lora/--full"}},
+    )
+    epochs: float = Field(1.0, gt=0, description="Passes over the training rows.")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Peak learning rate. [default: 2e-4 LoRA, 2e-5 full]",
+        json_schema_extra={"cli": {"flag": "--lr"}},
+    )
+    batch_size: int = Field(4, ge=1, description="Rows per device and step.")
+    grad_accum: int = Field(1, ge=1, description="Batches per optimiser step.")
+    max_seq_len: int = Field(1024, ge=8, description="Longest conversation in tokens.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after N optimiser steps.")
+    bf16: bool = Field(False, description="bfloat16 mixed precision (needs a CUDA GPU).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    seed: int = Field(42, description="Seed of the data order and the trainer.")
+    overlong: Literal["truncate", "refuse"] = Field(
+        "truncate",
+        description="Conversations over --max-seq-len: cut them (counted; dropped if no answer "
+        "token is left) or refuse to train.",
+    )
+    logging_steps: int | None = Field(
+        None, ge=1, description="Log every N steps. [default: 1 up to 50 steps, else 10]"
+    )
+    eval_steps: int | None = Field(None, ge=1, description="Also evaluate every N steps.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling (alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, json_schema_extra=NOT_ON_CLI)
+    lora_targets: Literal["attention", "all"] = Field(
+        "attention",
+        description="attention: q/k/v/o projections; all: also the MLP (all linear layers "
+        "elsewhere).",
+    )
+    warmup_steps: int = Field(0, ge=0, json_schema_extra=NOT_ON_CLI)
+    progress: bool = Field(True, description="Show a progress bar (--no-progress: hide it).")
+
+    @property
+    def method(self) -> str:
+        """lora or full."""
+        return "lora" if self.lora else "full"
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-4 if self.method == "lora" else 2e-5
+
+    def record(self) -> dict[str, Any]:
+        """The settings as training events and manifests record them: ``method`` (lora | full)
+        where the model has its ``lora`` flag, so records stay comparable across versions."""
+        return {
+            ("method" if name == "lora" else name): (self.method if name == "lora" else value)
+            for name, value in self.model_dump().items()
+        }

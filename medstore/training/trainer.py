@@ -1,0 +1,190 @@
+"""Fine-tune a student on an export: transformers + peft, the base model's chat template, loss on
+assistant tokens only, LoRA by default. The run is recorded as events (config, data fingerprint,
+loss per logging step, eval loss, artefacts) and ``training_manifest.json`` links the adapter
+back to the export manifest, and through it to every sample, prompt and teacher output.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from medstore.resources import code_version
+from medstore.training.artefacts import no_artefacts, save_artefacts
+from medstore.training.callbacks import EventLogger, LossProgress
+from medstore.training.config import TrainConfig
+from medstore.training.encoding import PaddingCollator
+from medstore.training.plan import TrainingPlan, plan_training
+from medstore.warehouse.events import (
+    Envelope,
+    TrainingFinished,
+    TrainingStarted,
+    make_record,
+)
+from medstore.warehouse.hashing import uuid7
+from medstore.warehouse.store import Warehouse
+
+
+@dataclass
+class TrainResult:
+    training_run_id: str
+    out_dir: Path
+    metrics: dict[str, float]
+    manifest: dict[str, Any]
+    encoded: dict[str, int] = field(default_factory=dict)
+
+
+def is_main_process() -> bool:
+    """Under torchrun or accelerate (data parallel), rank 0 alone writes events and artefacts."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def event_writer(warehouse: Warehouse) -> Any:
+    """``warehouse.append`` on the main process; elsewhere the records are made, not written."""
+    if is_main_process():
+        return warehouse.append
+    return lambda pairs: [make_record(event, envelope) for event, envelope in pairs]
+
+
+def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
+    """Check everything (data, device, model, output folder) before writing anything, then train,
+    recording the run as events, and save the adapter or model with its manifest."""
+    plan = plan_training(config)
+    training_run_id = uuid7()
+    record = event_writer(warehouse)
+    started = record_started(record, plan, training_run_id)
+    envelope = Envelope(recipe=plan.data.recipe, parent_event_id=started.event_id)
+    trainer = build_trainer(plan)
+    trainer.add_callback(EventLogger(record, training_run_id, envelope))
+    if config.progress:
+        trainer.add_callback(LossProgress(plan.total_steps))
+    status, message = "failed", None
+    try:
+        metrics = run_trainer(trainer, plan)
+        manifest = (save_artefacts if is_main_process() else no_artefacts)(
+            trainer.model, plan, training_run_id, started.event_id, metrics
+        )
+        status = "completed"
+    except KeyboardInterrupt:
+        status, message = "interrupted", "stopped by the user"
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        raise
+    finally:
+        completed = status == "completed"
+        finished = TrainingFinished(
+            training_run_id=training_run_id,
+            status=status,
+            out_dir=str(plan.out_dir) if completed else None,
+            artefacts=manifest["artefacts"] if completed else {},
+            metrics=metrics if completed else {},
+            training_manifest_hash=manifest["manifest_hash"] if completed else None,
+            message=message,
+        )
+        record([(finished, envelope)])
+    return TrainResult(training_run_id, plan.out_dir, metrics, manifest, plan.counts)
+
+
+def record_started(record: Any, plan: TrainingPlan, training_run_id: str) -> Any:
+    """The ``training_started`` event: what is trained, on what, from which export."""
+    data, base = plan.data, plan.base
+    event = TrainingStarted(
+        training_run_id=training_run_id,
+        base_model=base.name,
+        weights_hash=base.weights_hash,
+        method=plan.config.method,
+        config=plan.run_config,
+        data_dir=data.source,
+        data_fingerprint=data.fingerprint,
+        export_id=data.manifest.get("export_id") if data.manifest else None,
+        export_manifest_hash=data.manifest_hash,
+        examples=plan.counts,
+        code_version=code_version(),
+    )
+    [started] = record([(event, Envelope(recipe=data.recipe))])
+    return started
+
+
+def run_trainer(trainer: Any, plan: TrainingPlan) -> dict[str, float]:
+    """Train, then evaluate on the validation split if there is one; the run's metrics."""
+    started_at = time.perf_counter()
+    outcome = trainer.train()
+    runtime = time.perf_counter() - started_at
+    metrics = {
+        "train_loss": float(outcome.training_loss),
+        "steps": float(trainer.state.global_step),
+        "epochs": float(trainer.state.epoch or 0.0),
+        "runtime_s": round(runtime, 3),
+        "tokens_trained": float(trainer.tokens_trained),
+        "tokens_per_s": round(trainer.tokens_trained / runtime, 2) if runtime else 0.0,
+    }
+    if plan.has_validation:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    return metrics
+
+
+def training_arguments(plan: TrainingPlan) -> TrainingArguments:
+    config, device = plan.config, plan.device
+    return TrainingArguments(
+        output_dir=str(Path(config.out_dir).resolve() / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        warmup_steps=config.warmup_steps,
+        bf16=config.bf16,
+        use_cpu=device == "cpu",
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+        if config.gradient_checkpointing
+        else None,
+        logging_steps=plan.logging_steps,
+        eval_strategy="steps" if plan.has_validation and config.eval_steps else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        # Rows of similar length share a batch, so little compute goes to padding.
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        dataloader_pin_memory=device == "cuda",
+    )
+
+
+def build_trainer(plan: TrainingPlan) -> Any:
+    set_seed(plan.config.seed)
+    arguments = training_arguments(plan)
+    trainer = CountingTrainer(
+        model=plan.model,
+        args=arguments,
+        data_collator=PaddingCollator(plan.pad_id, 8 if plan.device == "cuda" else None),
+        train_dataset=plan.encoded["train"].examples,
+        eval_dataset=plan.encoded["validation"].examples if plan.has_validation else None,
+        processing_class=plan.base.tokenizer,
+    )
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+    return trainer
+
+
+class CountingTrainer(Trainer):
+    """A Trainer that counts the real (non-padding) tokens its training steps consume."""
+
+    tokens_trained = 0
+
+    def training_step(
+        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> Any:
+        self.tokens_trained += int(inputs["attention_mask"].sum())
+        return super().training_step(model, inputs, num_items_in_batch)
