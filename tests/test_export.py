@@ -261,3 +261,20 @@ def test_refuses_a_folder_that_is_not_an_export(db: Path, tmp_path: Path) -> Non
         "--db", str(db),
     )  # fmt: skip
     assert result.exit_code == 1 and "no fallback" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_an_empty_split_is_written_as_an_empty_file(db: Path, tmp_path: Path, fmt: str) -> None:
+    """--split-ratio 1 puts every row in train: validation is empty, not an Arrow error."""
+    result = export(db, tmp_path / "out", "--split-ratio", "1", fmt=fmt)
+    assert result.exit_code == 0, result.output
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "out" / "validation.parquet").num_rows == 0
+        assert pq.read_table(tmp_path / "out" / "train.parquet").num_rows > 0
+    else:
+        from datasets import load_from_disk
+
+        splits = load_from_disk(str(tmp_path / "out"))
+        assert len(splits["validation"]) == 0 and len(splits["train"]) > 0

@@ -204,3 +204,20 @@ def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "Missing option '--data'" in missing.output
     bad = invoke("train", "--data", "d", "--out", "o", "--lora-targets", "some")
     assert bad.exit_code == 2 and "--lora-targets" in bad.output
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_adapter(export_dir: Path, tmp_path: Path) -> None:
+    """The adapter's random initial weights come from --seed too, so a rerun is identical."""
+    from safetensors.numpy import load_file
+
+    weights = []
+    for name in ("first", "second"):
+        run = tmp_path / name
+        result = invoke("train", "--data", str(export_dir), "--out", str(run),
+                        "--db", str(tmp_path / "w.db"), *TINY, "--max-steps", "1",
+                        "--seed", "7")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        weights.append(load_file(str(run / "adapter_model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all((weights[0][key] == weights[1][key]).all() for key in weights[0])

@@ -155,13 +155,7 @@ class MimicDialogueRecipe(Recipe):
         return self.options.mimic_dir or os.environ.get(MIMIC_DIR_ENV)
 
     def read_source(self, source: str | None) -> Iterator[Task | Skip]:
-        from medstore.sources.mimic.duck import MimicDataError, MimicDB
-        from medstore.sources.mimic.packet import (
-            RowCaps,
-            build_packets,
-            packet_hash,
-            subject_admissions,
-        )
+        from medstore.sources.mimic.packet import packet_hash
 
         mimic_dir = self.options.mimic_dir or source or self.default_source()
         subject_id = self.options.subject_id
@@ -172,27 +166,7 @@ class MimicDialogueRecipe(Recipe):
                 "mimic-dialogue needs --subject-id S (pick one with `python cli.py mimic "
                 "build-cohort`)"
             )
-        caps = RowCaps(
-            labs=self.options.row_cap_labs,
-            radiology=self.options.row_cap_radiology,
-            emar=self.options.row_cap_emar,
-        )
-        try:
-            with MimicDB(mimic_dir, self.options.note_dir) as db:
-                admissions = subject_admissions(db, subject_id)
-                hadm_id = self.options.hadm_id
-                if hadm_id is not None:
-                    admissions = [a for a in admissions if a["hadm_id"] == hadm_id]
-                    if not admissions:
-                        raise MimicDataError(
-                            f"hadm_id {hadm_id}: not an admission of subject_id {subject_id}"
-                        )
-                if self.options.max_admissions:
-                    admissions = admissions[: self.options.max_admissions]
-                packets = build_packets(db, [a["hadm_id"] for a in admissions], caps)
-                sources = db.describe()
-        except MimicDataError as exc:
-            raise SourceError(str(exc)) from exc
+        admissions, packets, sources = self.read_admissions(mimic_dir, subject_id)
         keep_undocumented = self.options.include_admissions_without_discharge
         for admission in admissions:
             source_id = f"{subject_id}-{admission['hadm_id']}"
@@ -218,6 +192,37 @@ class MimicDialogueRecipe(Recipe):
                     "source_files": sources,
                 },
             )
+
+    def read_admissions(
+        self, mimic_dir: str, subject_id: int
+    ) -> tuple[list[dict[str, Any]], dict[int, Any], dict[str, Any]]:
+        """The subject's admissions (filtered by --hadm-id, --max-admissions), their packets and
+        a description of the source files; any data problem is one SourceError."""
+        from medstore.sources.mimic.duck import MimicDataError, MimicDB
+        from medstore.sources.mimic.packet import RowCaps, build_packets, subject_admissions
+
+        options = self.options
+        caps = RowCaps(
+            labs=options.row_cap_labs,
+            radiology=options.row_cap_radiology,
+            emar=options.row_cap_emar,
+        )
+        try:
+            with MimicDB(mimic_dir, options.note_dir) as db:
+                admissions = subject_admissions(db, subject_id)
+                if options.hadm_id is not None:
+                    admissions = [a for a in admissions if a["hadm_id"] == options.hadm_id]
+                    if not admissions:
+                        raise MimicDataError(
+                            f"hadm_id {options.hadm_id}: not an admission of subject_id "
+                            f"{subject_id}"
+                        )
+                if options.max_admissions:
+                    admissions = admissions[: options.max_admissions]
+                packets = build_packets(db, [a["hadm_id"] for a in admissions], caps)
+                return admissions, packets, db.describe()
+        except MimicDataError as exc:
+            raise SourceError(str(exc)) from exc
 
     async def run(self, task: Task, ctx: Any) -> dict[str, Any]:
         from medstore.sources.mimic.render import packet_facts, render_packet

@@ -56,11 +56,19 @@ def write_jsonl(folder: Path, rows: list[dict[str, Any]], by_split: dict[str, li
             handle.writelines(lines[i] for i in indices)
 
 
+def take(table: Any, indices: list[int]) -> Any:
+    """The rows at ``indices``; typed, so that an empty split is an empty table, not an error
+    (an empty Python list has no Arrow type)."""
+    import pyarrow as pa
+
+    return table.take(pa.array(indices, type=pa.int64()))
+
+
 def write_parquet(folder: Path, table: Any, by_split: dict[str, list[int]]) -> None:
     import pyarrow.parquet as pq
 
     for split, indices in by_split.items():
-        pq.write_table(table.take(indices), folder / f"{split}.parquet")
+        pq.write_table(take(table, indices), folder / f"{split}.parquet")
 
 
 def write_arrow(folder: Path, table: Any, by_split: dict[str, list[int]], rows_hash: str) -> None:
@@ -71,14 +79,16 @@ def write_arrow(folder: Path, table: Any, by_split: dict[str, list[int]], rows_h
     fingerprint = rows_hash.removeprefix(HASH_TAG)[:16]
     dataset = DatasetDict(
         {
-            split: Dataset(table.take(indices), split=split, fingerprint=f"{fingerprint}-{split}")
+            split: Dataset(take(table, indices), split=split, fingerprint=f"{fingerprint}-{split}")
             for split, indices in by_split.items()
         }
     )
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()
     try:
-        dataset.save_to_disk(str(folder))
+        # One shard per split even when a split is empty: datasets writes no file for an empty
+        # split otherwise, and load_from_disk then fails on it.
+        dataset.save_to_disk(str(folder), num_shards=dict.fromkeys(dataset, 1))
     finally:
         if bars_were_on:
             datasets_logging.enable_progress_bar()

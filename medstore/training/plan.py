@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import set_seed
 
 from medstore.training.artefacts import check_out_dir
 from medstore.training.config import TrainConfig, TrainError
@@ -90,6 +91,9 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
     base = load_base_model(config.base_model, dtype=dtype)
     pad_id = ensure_padding(base.tokenizer)
     encoded = encode_splits(base.tokenizer, data, config)
+    # Seeded before the adapter exists: its initial weights are random, so without this two
+    # runs with the same --seed start from different adapters.
+    set_seed(config.seed)
     model = prepare_model(base, config)
     total_steps = planned_steps(config, len(encoded["train"].examples))
     logging_steps = config.logging_steps or (1 if total_steps <= 50 else 10)
