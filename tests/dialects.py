@@ -11,7 +11,8 @@ Sources (see the README's compatibility table):
 - llama-cpp-python 0.3.36: server/types.py types response_format as
   ``ChatCompletionRequestResponseFormat`` (``type: Literal["text", "json_object"]``, optional
   ``schema``); its RouteErrorHandler turns the validation error into an HTTP 500 whose message
-  is the pydantic error; llama_chat_format.py builds a grammar from ``schema`` for json_object.
+  is the pydantic error; llama_chat_format.py builds a grammar from ``schema`` for json_object
+  (llama_grammar.py, whose string characters include raw control characters).
 - llama.cpp server (tools/server/server-common.cpp, oaicompat_chat_params_parse): json_object
   takes ``schema``, json_schema takes ``json_schema.schema``, any other type throws
   ``response_format type must be one of "text" or "json_object", but got: ...``.
@@ -66,6 +67,7 @@ class Emulation:
     refusal: Callable[[dict[str, Any]], Reply | None]
     enforced: Callable[[dict[str, Any]], dict[str, Any] | None]
     follows_prompt_schema: bool = False
+    raw_newlines: bool = False  # its grammar lets a raw newline into a string
 
     def install(self, server: FakeLLMServer) -> FakeLLMServer:
         server.fault_plan = self.refusal
@@ -76,6 +78,8 @@ class Emulation:
         constrained = self.enforced(request) is not None
         if is_probe(request):
             return PROBE_ANSWER if constrained else FREE_PROBE_ANSWER
+        if constrained and self.raw_newlines:
+            return consult_teacher(request).replace("a driver, ", "a driver,\n")
         if consult_stage(request) == "reasoning" or constrained:
             return consult_teacher(request)
         if self.follows_prompt_schema and schema_in_prompt(request):
@@ -156,8 +160,9 @@ def json_object_schema_enforced(request: dict[str, Any]) -> dict[str, Any] | Non
     return fmt.get("schema") if fmt.get("type") == "json_object" else None
 
 
+# Its grammar's string character is [^"\\] (llama_grammar.py), so raw newlines get through.
 LLAMA_CPP_PYTHON = Emulation(
-    "llama-cpp-python", llama_cpp_python_refusal, json_object_schema_enforced
+    "llama-cpp-python", llama_cpp_python_refusal, json_object_schema_enforced, raw_newlines=True
 )
 
 
