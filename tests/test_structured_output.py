@@ -15,6 +15,7 @@ from medstore.warehouse.store import Warehouse
 
 from . import dialects
 from .dialects import Emulation
+from .fake_batch import serve_batch
 from .fakeserver import FakeLLMServer, Reply, serve
 from .teachers import consult_stage, consult_teacher, write_scenarios
 
@@ -374,3 +375,32 @@ def test_a_dialect_the_backend_cannot_speak_is_one_line(db_path, args, message) 
     assert result.exit_code == 1 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not db_path.exists()
+
+
+def test_a_batch_run_sends_json_schema_bodies(db_path, scenarios) -> None:
+    with serve_batch(consult_teacher) as api:
+        args = [
+            "run",
+            "--recipe",
+            "consult",
+            "--source",
+            str(scenarios),
+            "--base-url",
+            api.base_url,
+            "--model",
+            "m",
+            "--db",
+            str(db_path),
+            "--batch",
+            "--batch-poll",
+            "0.05",
+            "--limit",
+            "2",
+            "--no-progress",
+        ]
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        lines = api.request_lines()
+    assert result.exit_code == 0 and "2 accepted" in result.output, result.output
+    formats = [line["body"].get("response_format") for line in lines]
+    assert {f["type"] for f in formats if f} == {"json_schema"}
+    assert [d["mode"] for d in decisions(db_path)] == ["json_schema"]
