@@ -404,3 +404,20 @@ def test_a_batch_run_sends_json_schema_bodies(db_path, scenarios) -> None:
     formats = [line["body"].get("response_format") for line in lines]
     assert {f["type"] for f in formats if f} == {"json_schema"}
     assert [d["mode"] for d in decisions(db_path)] == ["json_schema"]
+
+
+def test_a_probe_lost_to_a_server_error_keeps_the_dialect_unverified(db_path, scenarios):
+    def probe_fails(request: dict[str, Any]) -> Reply | None:
+        if dialects.is_probe(request):
+            return Reply(content="busy", status=503)
+        return dialects.llama_cpp_python_refusal(request)
+
+    with serve() as server:
+        dialects.LLAMA_CPP_PYTHON.install(server)
+        server.fault_plan = probe_fails
+        result = run(server, db_path, scenarios, "--limit", "1")
+    assert "1 accepted" in result.output, result.output
+    last = decisions(db_path)[-1]
+    assert last["mode"] == "json_object_schema"
+    assert [t["outcome"] for t in last["tried"]] == ["refused", "probe_failed"]
+    assert len(probes(server)) == 1  # the probe itself is not retried

@@ -112,7 +112,15 @@ class Negotiator:
             return True
         enforced = probe_enforced(completion.text)
         outcome = "enforced" if enforced else "ignored"
-        self.tried.append({"mode": mode, "outcome": outcome, "probe_output": completion.text[:200]})
+        self.tried.append(
+            {
+                "mode": mode,
+                "outcome": outcome,
+                "probe_output": completion.text[:200],
+                "input_tokens": completion.input_tokens,
+                "output_tokens": completion.output_tokens,
+            }
+        )
         return enforced
 
     def _record(self, rule: str) -> None:
