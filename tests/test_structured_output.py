@@ -173,6 +173,7 @@ def test_a_configured_dialect_the_server_refuses_fails_fast(db_path, scenarios) 
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("Error: every task failed: 3 failed (3 structured_output_refused)")
     assert "json_schema refused: HTTP 500" in last and "'text' or 'json_object'" in last
+    assert last.endswith("(--structured-output auto finds a dialect the server accepts)")
     assert len(server.chat_requests()) == 1  # the refusal is final: nothing is sent again
     assert [d["rule"] for d in decisions(db_path)] == ["configured", "configured_refused"]
     assert task_states(db_path) == {"failed": 3}

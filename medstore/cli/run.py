@@ -229,7 +229,13 @@ def failure_summary(result: Any) -> str:
     top = ranked[0][0] if ranked else "unknown"
     reasons = ", ".join(f"{n} {reason}" for reason, n in ranked)
     message = " ".join(result.failure_messages.get(top, "").split())[:300]
-    return f"{result.counts['failed']} failed ({reasons}); {top}: {message}"
+    hint = FAILURE_HINTS.get(top, "")
+    return f"{result.counts['failed']} failed ({reasons}); {top}: {message}{hint}"
+
+
+FAILURE_HINTS = {
+    "structured_output_refused": " (--structured-output auto finds a dialect the server accepts)"
+}
 
 
 def render_result(result: Any, runner: Any, options: RunOptions) -> str:
