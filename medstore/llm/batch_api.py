@@ -76,6 +76,16 @@ class BatchBackend(Backend):
     async def preflight(self) -> None:
         await self.inner.preflight()
 
+    def structured_request(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+    ) -> tuple[list[dict[str, str]], GenerationParams, dict[str, Any] | None]:
+        # The inner backend's dialect; a refusal comes back as a failed batch item (transient),
+        # so a batch run keeps its first dialect: json_schema, which the Batch API accepts.
+        return self.inner.structured_request(messages, params, schema)
+
     def bind_log(self, warehouse: Any, emit: Callable[[Event], Future]) -> None:
         """Called by the runner: where to record jobs, and the jobs earlier runs submitted.
 
@@ -83,6 +93,7 @@ class BatchBackend(Backend):
         were logged fetches them again (the files stay at the API) instead of paying twice.
         """
         self._emit = emit
+        self.inner.bind_log(warehouse, emit)
         rows = warehouse.select("submitted_batches", base_url=self.base_url)
         for row in rows:
             members = json.loads(warehouse.blob(row["custom_ids_blob"]) or "[]")

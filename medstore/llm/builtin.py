@@ -8,12 +8,17 @@ import os
 from collections.abc import Callable
 
 from medstore.hookspecs import hookimpl
-from medstore.llm import Backend, BackendOptions, configured_base_url
+from medstore.llm import Backend, BackendOptions, BackendUnavailable, configured_base_url
 
 
 def local(options: BackendOptions) -> Backend:
     from medstore.llm.local import LocalBackend
 
+    if options.structured_output != "auto":
+        raise BackendUnavailable(
+            "the embedded model decodes JSON stages under their schema itself (xgrammar); "
+            "--structured-output is for servers"
+        )
     return LocalBackend(options.model, options.base_url)
 
 
@@ -25,7 +30,7 @@ def openai(options: BackendOptions) -> Backend:
         options.base_url or configured_base_url(),
         options.timeout,
         api_key_env=options.api_key_env,
-        response_format=options.response_format,
+        structured_output=options.structured_output,
     )
 
 
@@ -36,6 +41,7 @@ def ollama(options: BackendOptions) -> Backend:
         options.model or os.environ.get("MEDSTORE_MODEL", "llama3.1"),
         options.base_url or os.environ.get("MEDSTORE_BASE_URL"),
         options.timeout,
+        structured_output=options.structured_output,
     )
 
 

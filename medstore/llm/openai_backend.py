@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,14 @@ from medstore.llm.base import (
     PermanentError,
     TransientError,
     is_loopback_url,
+)
+from medstore.llm.negotiate import NegotiatedStructuredOutput, Negotiator
+from medstore.llm.structured import (
+    OPENAI_AUTO,
+    OPENAI_MODES,
+    StructuredOutputRefused,
+    is_refusal,
+    openai_fields,
 )
 
 JSON_CONTENT = {"Content-Type": "application/json"}
@@ -40,18 +49,27 @@ def retry_after_seconds(headers: Any) -> float | None:
         return None
 
 
-def error_message(body: str) -> str:
+def error_message(body: str, limit: int = 200) -> str:
     """The server's own error text when it sent the usual {"error": {"message": ...}}."""
     try:
         error = json.loads(body).get("error")
     except (json.JSONDecodeError, AttributeError):
-        return body[:200]
+        return body[:limit]
     if isinstance(error, dict):
-        return str(error.get("message", error))[:200]
-    return str(error)[:200]
+        return str(error.get("message", error))[:limit]
+    return str(error)[:limit]
 
 
-class OpenAIBackend(Backend):
+def server_ms(headers: Any) -> float | None:
+    """The server's own processing time: OpenAI and llama-cpp-python send openai-processing-ms."""
+    value = headers.get("openai-processing-ms") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAIBackend(NegotiatedStructuredOutput, Backend):
     name = "openai"
 
     def __init__(
@@ -60,11 +78,11 @@ class OpenAIBackend(Backend):
         base_url: str | None = None,
         timeout: float = 600.0,
         api_key_env: str = "OPENAI_API_KEY",
-        response_format: str = "json_schema",
+        structured_output: str = "auto",
     ) -> None:
         super().__init__(model, (base_url or DEFAULT_BASE_URL).rstrip("/"), timeout)
         self.api_key_env = api_key_env
-        self.response_format = response_format
+        self.negotiator = Negotiator(structured_output, OPENAI_AUTO, OPENAI_MODES, self.name)
         api_key = os.environ.get(api_key_env)
         if not api_key:
             if not is_loopback_url(self.base_url):
@@ -101,20 +119,6 @@ class OpenAIBackend(Backend):
             )
         # Other statuses: some servers have no /models; the calls themselves will tell.
 
-    def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is None or self.response_format == "none":
-            return None
-        if self.response_format == "json_object":
-            return {"type": "json_object"}
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "name": schema.get("title", "output"),
-                "schema": schema,
-                "strict": False,
-            },
-        }
-
     def request_body(
         self,
         messages: list[dict[str, str]],
@@ -131,9 +135,7 @@ class OpenAIBackend(Backend):
             body["top_p"] = params.top_p
         if params.seed is not None:
             body["seed"] = params.seed
-        response_format = self._response_format(schema)
-        if response_format is not None:
-            body["response_format"] = response_format
+        body.update(openai_fields(self.dialect(params, schema), schema))
         return body
 
     async def complete(
@@ -142,13 +144,12 @@ class OpenAIBackend(Backend):
         params: GenerationParams,
         schema: dict[str, Any] | None = None,
     ) -> Completion:
+        """One chat completion. ``wire_ms`` (in ``extra``) runs from the send to the last byte."""
         url = f"{self.base_url}/chat/completions"
+        data = orjson.dumps(self.request_body(messages, params, schema))
+        started = time.perf_counter()
         try:
-            async with self.session().post(
-                url,
-                data=orjson.dumps(self.request_body(messages, params, schema)),
-                headers=JSON_CONTENT,
-            ) as response:
+            async with self.session().post(url, data=data, headers=JSON_CONTENT) as response:
                 status = response.status
                 headers = response.headers
                 body = await response.text()
@@ -158,25 +159,38 @@ class OpenAIBackend(Backend):
             raise TransientError("bad_response", f"truncated response body: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise TransientError("connection", f"connection failed: {exc!r}") from exc
+        wire_ms = (time.perf_counter() - started) * 1000
+        if status >= 400:
+            raise self.http_error(status, headers, body, self.dialect(params, schema))
+        completion = parse_chat_completion(body)
+        completion.extra.update(wire_ms=wire_ms, server_ms=server_ms(headers))
+        return completion
+
+    @staticmethod
+    def http_error(status: int, headers: Any, body: str, dialect: str | None) -> Exception:
+        """The error an HTTP error status stands for; a refused dialect is a capability answer."""
+        if is_refusal(dialect, status, body):
+            message = " ".join(error_message(body, 300).split())
+            return StructuredOutputRefused(
+                dialect or "", f"{dialect} refused: HTTP {status}: {message}", status=status
+            )
         if status == 429:
-            raise TransientError(
+            return TransientError(
                 "rate_limited",
                 f"HTTP 429: {error_message(body)}",
                 status=429,
                 retry_after=retry_after_seconds(headers),
             )
         if status >= 500 or status == 408:
-            raise TransientError(
+            return TransientError(
                 "server_error",
                 f"HTTP {status}: {error_message(body)}",
                 status=status,
                 retry_after=retry_after_seconds(headers),
             )
-        if status >= 400:
-            raise PermanentError(
-                "client_error", f"HTTP {status}: {error_message(body)}", status=status
-            )
-        return parse_chat_completion(body)
+        return PermanentError(
+            "client_error", f"HTTP {status}: {error_message(body)}", status=status
+        )
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from medstore.checks.parsing import ParseError, extract_json, validate_model
 from medstore.llm import BackendError, Completion, GenerationParams
 from medstore.llm.prices import cost_usd
+from medstore.llm.structured import DIALECTS, StructuredOutputRefused
 from medstore.pipeline.prompts import load_template
 from medstore.pipeline.ratelimit import request_tokens
 from medstore.pipeline.stage import Stage, StageRejected
@@ -146,8 +147,31 @@ class TaskContext:
     async def call(
         self, stage: Stage, messages: list[dict[str, str]], params: GenerationParams, attempt: int
     ) -> str:
-        """One LLM call with cache, retries and events; returns the raw output text."""
-        schema = stage.json_schema()
+        """One LLM call with cache, retries and events; returns the raw output text.
+
+        A JSON stage goes out in the backend's structured-output dialect. When the server
+        refuses that dialect and the backend moves to another one (``auto``), the call is sent
+        again in it, as a new request: each request event records what was actually sent.
+        """
+        backend = self.runner.backend
+        for _ in DIALECTS:  # each refusal moves to another dialect, or fails
+            try:
+                sent = backend.structured_request(messages, params, stage.json_schema())
+                return await self.call_once(stage, *sent, attempt)
+            except StructuredOutputRefused as refused:
+                if not await backend.structured_output_refused(refused):
+                    raise TaskFailedError(refused.kind, f"{stage.name}: {refused}") from refused
+        raise TaskFailedError("structured_output_refused", f"{stage.name}: every dialect refused")
+
+    async def call_once(
+        self,
+        stage: Stage,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        schema: dict[str, Any] | None,
+        attempt: int,
+    ) -> str:
+        """Record the request, replay it from the log or send it, record the response."""
         request = self.record_request(stage, messages, params, schema, attempt)
         request_hash = request.payload["request_hash"]
         replayed = self.replay(request_hash, request, stage.name, attempt)
@@ -165,8 +189,8 @@ class TaskContext:
         schema: dict[str, Any] | None,
         attempt: int,
     ) -> EventRecord:
-        """The request event; its hash (backend identity, messages, parameters, schema) is the
-        cache key."""
+        """The request event; its hash (backend identity, messages, parameters with the
+        structured-output dialect, the schema sent) is the cache key."""
         backend = self.runner.backend
         request_hash = json_hash(
             {
@@ -257,6 +281,8 @@ class TaskContext:
                         )
                         raise
         except BackendError as exc:
+            if isinstance(exc, StructuredOutputRefused):
+                raise  # a capability answer: the caller decides (another dialect, or fail)
             raise TaskFailedError(exc.kind, f"{stage}: {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
@@ -267,8 +293,10 @@ class TaskContext:
         schema: dict[str, Any] | None,
     ) -> Completion:
         """One send: hold the worst-case cost and a rate-limit slot, call, settle both. The
-        latency counts from the send on, not the wait for a slot."""
+        latency is the time on the wire (the backend's ``wire_ms`` when it measures it, else
+        from the send on); the wait for a slot is ``queue_ms``."""
         runner = self.runner
+        queued = time.perf_counter()
         tokens = request_tokens(messages, params.max_tokens)
         reservation = runner.reserve(messages, params.max_tokens)
         await runner.limiter.acquire(tokens)
@@ -290,7 +318,8 @@ class TaskContext:
             cost = round(cost * runner.price_factor, 8)
         runner.settle(reservation, cost)
         completion.extra["cost_usd"] = cost
-        completion.extra["latency_ms"] = (time.perf_counter() - started) * 1000
+        completion.extra["queue_ms"] = (started - queued) * 1000
+        completion.extra.setdefault("wire_ms", (time.perf_counter() - started) * 1000)
         return completion
 
     def record_response(
@@ -303,17 +332,19 @@ class TaskContext:
     ) -> None:
         runner = self.runner
         cost = completion.extra.get("cost_usd")
-        latency_ms = completion.extra["latency_ms"]
+        extra = completion.extra
         self.emit(
             LLMResponse(
                 request_hash=request_hash,
                 raw_output=completion.text,
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
-                latency_ms=round(latency_ms, 3),
+                latency_ms=round(extra["wire_ms"], 3),
                 finish_reason=completion.finish_reason,
                 cost_usd=cost,
                 model_reported=completion.model,
+                queue_ms=round(extra["queue_ms"], 3),
+                server_ms=extra.get("server_ms"),
             ),
             stage=stage,
             attempt=attempt,

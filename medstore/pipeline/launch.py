@@ -59,6 +59,7 @@ def plan_run(
         **plan.run_config(),
         "timeout": backend_options.timeout,
         "batch": backend_options.batch,
+        "structured_output": backend_options.structured_output,
     }
     plan.options = options.model_copy(update={"config": config})
     return plan

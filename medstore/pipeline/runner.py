@@ -14,7 +14,7 @@ import logging
 import signal
 from collections import Counter
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
@@ -56,6 +56,9 @@ class RunResult:
     run_id: str
     status: str
     counts: Counter
+    # Failed tasks by reason, and the first message of each reason (for the run's summary).
+    failures: Counter = field(default_factory=Counter)
+    failure_messages: dict[str, str] = field(default_factory=dict)
 
 
 class Runner:
@@ -74,6 +77,8 @@ class Runner:
         self.options = options or RunOptions()
         self.run_id = uuid7()
         self.counts: Counter = Counter()
+        self.failures: Counter = Counter()
+        self.failure_messages: dict[str, str] = {}
         self.answered: set[str] = set()
         self.cost = 0.0
         self.writer: BatchWriter
@@ -144,7 +149,7 @@ class Runner:
             raise
         finally:
             await self.record_finish(status)
-        return RunResult(self.run_id, status, self.counts)
+        return RunResult(self.run_id, status, self.counts, self.failures, self.failure_messages)
 
     def submit(self, *events: Event) -> Future:
         """Run-level events (no task), through the one writer."""
@@ -258,19 +263,16 @@ class Runner:
             )
             outcome = "rejected"
         except TaskFailedError as failed:
-            ctx.emit(TaskFailed(reason=failed.reason, message=str(failed)))
-            outcome = "failed"
+            outcome = self.fail(ctx, TaskFailed(reason=failed.reason, message=str(failed)))
         except BudgetExhausted as exhausted:
             # Not finished, so a later run redoes it; no new task starts after this one.
-            ctx.emit(TaskFailed(reason="budget_exhausted", message=str(exhausted)))
-            outcome = "failed"
+            outcome = self.fail(ctx, TaskFailed(reason="budget_exhausted", message=str(exhausted)))
             self._budget_exhausted = self._stopping = True
         except (asyncio.CancelledError, WarehouseError):
             raise
         except Exception as exc:  # a recipe bug must not take the other tasks down
             log.exception("task %s failed", task.key)
-            ctx.emit(TaskFailed(reason="internal_error", message=repr(exc)[:500]))
-            outcome = "failed"
+            outcome = self.fail(ctx, TaskFailed(reason="internal_error", message=repr(exc)[:500]))
         else:
             self.accept(ctx, sample)
             outcome = "accepted"
@@ -286,6 +288,13 @@ class Runner:
                 cost=f"${self.cost:.4f}",
                 refresh=False,
             )
+
+    def fail(self, ctx: TaskContext, failed: TaskFailed) -> str:
+        """Record a failed task, counted under its reason for the run's summary."""
+        ctx.emit(failed)
+        self.failures[failed.reason] += 1
+        self.failure_messages.setdefault(failed.reason, failed.message)
+        return "failed"
 
     def accept(self, ctx: TaskContext, sample: dict[str, Any]) -> None:
         stable = {k: v for k, v in sample.items() if k not in self.recipe.volatile_fields}

@@ -73,10 +73,12 @@ class LLMResponse(Event):
     raw_output: str
     input_tokens: int | None = None
     output_tokens: int | None = None
-    latency_ms: float
+    latency_ms: float  # on the wire: from sending the request to its last byte
     finish_reason: str | None = None
     cost_usd: float | None = None
     model_reported: str | None = None
+    queue_ms: float | None = None  # waiting in medstore for a rate-limit slot before the send
+    server_ms: float | None = None  # the server's own time, when it reports it
     blob_fields = ("raw_output",)
 
 
@@ -88,6 +90,21 @@ class LLMError(Event):
     message: str
     retry_after_s: float | None = None
     will_retry: bool
+
+
+class StructuredOutputDecision(Event):
+    """Which structured-output dialect a run sends a server's JSON stages in, and why: one when
+    the first JSON stage is sent, another each time the server's refusal changes it."""
+
+    event_type = "structured_output_decision"
+    backend: str
+    base_url: str | None
+    model: str
+    requested: str  # auto, or the dialect --structured-output named
+    mode: str  # the dialect in use from now on
+    constrained: bool  # does the server get the schema as a constraint (else: in the prompt)
+    rule: str  # configured | auto_first_choice | auto_after_refusal | configured_refused
+    tried: list[dict[str, Any]] = []  # each dialect tried: mode, outcome, status, message
 
 
 class CacheReplay(Event):

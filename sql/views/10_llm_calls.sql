@@ -1,5 +1,8 @@
 -- llm_calls: every request to a teacher with what answered it (a response, a cache replay, or
--- only errors), its tokens, latency and cost. One row per llm_request event.
+-- only errors), its tokens, latency and cost. One row per llm_request event. latency_ms is the
+-- time on the wire (send to last byte), queue_ms the wait for a rate-limit slot before it,
+-- server_ms the server's own figure when it reports one; structured_output is the dialect a
+-- JSON stage was sent in (blank for text stages and the embedded model).
 CREATE VIEW llm_calls AS
 SELECT
     q.id,
@@ -31,7 +34,10 @@ SELECT
     json_extract(r.payload_json, '$.cost_usd') AS cost_usd,
     json_extract(r.payload_json, '$.raw_output_blob') AS raw_output_blob,
     (SELECT count(*) FROM events e WHERE e.parent_event_id = q.event_id
-     AND e.event_type = 'llm_error') AS errors
+     AND e.event_type = 'llm_error') AS errors,
+    json_extract(q.payload_json, '$.params.structured_output') AS structured_output,
+    json_extract(r.payload_json, '$.queue_ms') AS queue_ms,
+    json_extract(r.payload_json, '$.server_ms') AS server_ms
 FROM events q
 LEFT JOIN events r
     ON r.parent_event_id = q.event_id AND r.event_type IN ('llm_response', 'cache_replay')
