@@ -93,34 +93,55 @@ def render_tree(value: Any, indent: int = 0) -> str:
 
 
 @click.command(context_settings=CONTEXT)
+@click.option(
+    "--repair", is_flag=True, help="Rebuild the derived tables from the log, then verify."
+)
+@click.option("--anchor", is_flag=True, help="Print only the chain head's hash, to keep elsewhere.")
+@click.option(
+    "--expect-head",
+    metavar="HASH",
+    help="A head printed earlier by --anchor: fail unless it is still in the chain.",
+)
 @db_option
 @json_option
-def verify(db_path: str | None, as_json: bool) -> None:
-    """Recompute the hash chain and blob hashes; exit 1 if anything was edited or removed.
+def verify(
+    repair: bool, anchor: bool, expect_head: str | None, db_path: str | None, as_json: bool
+) -> None:
+    """Recompute the hash chain, blob hashes and derived tables; exit 1 on any problem.
+
+    Each problem is one line saying what was found: contents edited, events removed, events
+    added outside the writer (forged), the chain rewritten, a derived row that the log does not
+    back, or an anchored head that is no longer in the chain. With $MEDSTORE_CHAIN_KEY set, the
+    head's HMAC signature is checked too.
 
     \b
     Example:
         python cli.py verify --db warehouse.db
+        python cli.py verify --anchor > head.txt      # keep it somewhere else
+        python cli.py verify --expect-head "$(cat head.txt)"
+        python cli.py verify --repair                  # after a derived table was damaged
     """
+    from medstore.warehouse.derived import rebuild_all
+
     path = db_path or default_db_path()
     if not Path(path).exists():
         raise click.ClickException(f"{path}: no such warehouse")
     try:
-        warehouse = Warehouse(path, readonly=True)
-        report = warehouse.verify()
+        if repair:
+            with Warehouse(path) as writable:
+                rebuild_all(writable.conn)
+        with Warehouse(path, readonly=True) as warehouse:
+            report = warehouse.verify(expect_head=expect_head)
     except WarehouseError as exc:
         raise click.ClickException(str(exc)) from exc
-    if as_json:
-        echo_json(
-            {
-                "ok": report.ok,
-                "events": report.events,
-                "blobs": report.blobs,
-                "problems": report.problems,
-            }
-        )
+    if anchor:
+        click.echo(report.head["last_hash"])
+    elif as_json:
+        echo_json({"ok": report.ok, **report.__dict__})
     elif report.ok:
         click.echo(f"ok: {report.events} events and {report.blobs} blobs verified")
+        for note in report.notes:
+            click.echo(f"  {note}")
     else:
         for problem in report.problems:
             click.echo(problem, err=True)

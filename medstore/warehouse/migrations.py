@@ -261,3 +261,10 @@ def m006_projections_in_the_writer(conn: sqlite3.Connection) -> None:
         "answered_requests_add",
     ):
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+
+
+@migration
+def m007_chain_signature(conn: sqlite3.Connection) -> None:
+    """An HMAC of the chain head (medstore/warehouse/chain.py): with $MEDSTORE_CHAIN_KEY set,
+    a history rewritten and re-hashed by someone without the key no longer verifies."""
+    conn.execute("ALTER TABLE chain_head ADD COLUMN signature TEXT")

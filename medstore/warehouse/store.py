@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from medstore.resources import resource_dir
 from medstore.warehouse import queries
+from medstore.warehouse.chain import ChainKeyMissing, head_signature, link_hash
 from medstore.warehouse.events import Envelope, Event, EventRecord, make_record
-from medstore.warehouse.hashing import HASH_TAG, canonical_json
+from medstore.warehouse.hashing import canonical_json
 from medstore.warehouse.migrations import migrate
 from medstore.warehouse.projections import project
 
@@ -47,17 +47,6 @@ class WarehouseError(Exception):
 
 def default_db_path() -> str:
     return os.environ.get("MEDSTORE_DB") or DEFAULT_DB
-
-
-def link_hash(prev_hash: str, row: tuple[Any, ...]) -> str:
-    """One link of the chain: the previous link, this row's fields, then its payload JSON.
-
-    The payload (already canonical text) is hashed as is rather than re-encoded inside the list.
-    """
-    *fields, payload_json, created_utc = row
-    header = canonical_json([*fields, created_utc])
-    data = f"{prev_hash}\n{header}\n{payload_json}".encode()
-    return HASH_TAG + hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -144,17 +133,42 @@ def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None
             )
         queries.execute_many(conn, "insert_events", rows)
         project(conn, rows)
-        queries.execute(
-            conn,
-            "set_chain_head",
-            last_id=queries.select_value(conn, "last_event_id"),
-            last_hash=prev_hash,
-            event_count=count + len(rows),
-        )
+        set_head(conn, head, prev_hash, count + len(rows))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
+        # replace the real error with "cannot rollback - no transaction is active".
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+
+
+def set_head(
+    conn: sqlite3.Connection, old_head: dict[str, Any], last_hash: str, event_count: int
+) -> None:
+    """Record the chain's new last link (and sign it when $MEDSTORE_CHAIN_KEY is set)."""
+    last_id = queries.select_value(conn, "last_event_id") or 0
+    if "signature" not in old_head:  # a warehouse from before m007
+        queries.execute(
+            conn,
+            "set_unsigned_chain_head",
+            last_id=last_id,
+            last_hash=last_hash,
+            event_count=event_count,
+        )
+        return
+    try:
+        signature = head_signature(old_head.get("signature"), last_id, last_hash, event_count)
+    except ChainKeyMissing as exc:
+        raise WarehouseError(str(exc)) from exc
+    queries.execute(
+        conn,
+        "set_chain_head",
+        last_id=last_id,
+        last_hash=last_hash,
+        event_count=event_count,
+        signature=signature,
+    )
 
 
 class BatchWriter:
@@ -333,8 +347,8 @@ class Warehouse:
         }
 
     # integrity ----------------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every blob hash; report each break found."""
+    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
+        """Recompute the chain, its signature, the blobs and the derived tables."""
         from medstore.warehouse.verify import verify_warehouse
 
-        return verify_warehouse(self)
+        return verify_warehouse(self, expect_head=expect_head)

@@ -1,10 +1,16 @@
 -- The event log's own reads and writes: appends, the chain head, resume, the request cache.
 
 -- name: chain_head^
--- The last link of the hash chain, and how many events it covers.
-SELECT last_id, last_hash, event_count FROM chain_head;
+-- The last link of the hash chain, how many events it covers, and its signature (m007; a
+-- warehouse not yet migrated has no signature column).
+SELECT * FROM chain_head;
 
 -- name: set_chain_head!
+UPDATE chain_head SET
+    last_id = :last_id, last_hash = :last_hash, event_count = :event_count, signature = :signature;
+
+-- name: set_unsigned_chain_head!
+-- The same, on a warehouse from before m007.
 UPDATE chain_head SET last_id = :last_id, last_hash = :last_hash, event_count = :event_count;
 
 -- name: last_event_id$
