@@ -129,7 +129,11 @@ class Runner:
         tasks, skips, todo = self.plan(source)
         self.check_data_use()
         if todo:  # a finished run needs no server
-            await self.backend.preflight()
+            try:
+                await self.backend.preflight()
+            except BaseException:
+                await self.backend.aclose()  # no "Unclosed client session" after the error
+                raise
         self.writer = self.warehouse.writer()
         self.record_start(tasks, skips, todo)
         status = "completed"

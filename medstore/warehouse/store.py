@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -52,7 +53,10 @@ def default_db_path() -> str:
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            Path(path).resolve().as_uri() + "?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
         )
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -73,17 +77,23 @@ def view_files() -> list[Path]:
     return sorted(resource_dir("sql").joinpath("views").glob("*.sql"))
 
 
-def install_views(conn: sqlite3.Connection) -> None:
-    """(Re)create the views whose definition changed; views hold no data, so this is cheap."""
+def install_views(conn: sqlite3.Connection, *, temporary: bool = False) -> None:
+    """(Re)create the views whose definition changed; views hold no data, so this is cheap.
+
+    ``temporary``: as TEMP views of this connection only, for a reader that writes nothing.
+    """
+    catalogue = "sqlite_temp_master" if temporary else "sqlite_master"
     existing = {
         row["name"]: row["sql"]
-        for row in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+        for row in conn.execute(f"SELECT name, sql FROM {catalogue} WHERE type = 'view'")
     }
     pending = []
     for path in view_files():
         name = path.stem.split("_", 1)[1] if path.stem[:2].isdigit() else path.stem
         body = path.read_text()
         create = body[body.index("CREATE VIEW") :].strip().rstrip(";")
+        if temporary:
+            create = create.replace("CREATE VIEW", "CREATE TEMP VIEW", 1)
         if existing.get(name) != create:
             pending.append((name, create))
     if not pending:
@@ -92,13 +102,51 @@ def install_views(conn: sqlite3.Connection) -> None:
     try:
         # Later views may depend on earlier ones: drop all changed ones first, then create in order.
         for name, _ in reversed(pending):
-            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+            conn.execute(f'DROP VIEW IF EXISTS {"temp." if temporary else ""}"{name}"')
         for _, create in pending:
             conn.execute(create)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+
+
+def create_warehouse(path: Path) -> None:
+    """A new, fully migrated warehouse at ``path``, or nothing there at all."""
+    staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    try:
+        conn = connect(staging)
+        try:
+            migrate(conn)
+            install_views(conn)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        os.replace(staging, path)
+    finally:
+        for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def check_is_warehouse(
+    conn: sqlite3.Connection, path: str, *, migrations_may_be_pending: bool = False
+) -> None:
+    """Refuse a file that is not a medstore warehouse, or (for a reader) one whose schema is
+    older than this code, before anything reads or writes it."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"events", "blobs", "chain_head", "_migrations"} <= tables:
+        raise WarehouseError(f"{path}: not a medstore warehouse (it has no event log)")
+    if migrations_may_be_pending:
+        return
+    from medstore.warehouse.migrations import pending_migrations
+
+    pending = pending_migrations(conn)
+    if pending:
+        raise WarehouseError(
+            f"{path}: written by an older medstore ({len(pending)} migration(s) pending, from "
+            f"{pending[0]}): run `python cli.py migrate --db {path}` first"
+        )
 
 
 def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
@@ -259,26 +307,70 @@ class BatchWriter:
 
 
 def describe_sqlite_error(exc: BaseException, path: str) -> str:
+    """One line for a failed database operation, saying what the cause really was."""
     text = str(exc)
+    name = getattr(exc, "sqlite_errorname", "") or ""
     if "readonly" in text or "read-only" in text:
         return f"{path}: the warehouse is read-only ({text})"
-    if "full" in text:
+    if (
+        name == "SQLITE_FULL"
+        or "full" in text
+        or (name.startswith("SQLITE_IOERR") and disk_full(path))
+    ):
         return (
             f"{path}: the disk is full ({text}); nothing half-written, resume once space is freed"
         )
     return f"{path}: {text}"
 
 
-class Warehouse:
-    """A warehouse file: migrated on open, views installed, read from here, written via append."""
+def disk_full(path: str) -> bool:
+    """An I/O error on a filesystem with no room left (SQLite reports ENOSPC on its shared
+    memory or WAL as a plain "disk I/O error")."""
+    try:
+        return shutil.disk_usage(Path(path).resolve().parent).free < 1_000_000
+    except OSError:
+        return False
 
-    def __init__(self, path: str | Path | None = None, *, readonly: bool = False) -> None:
+
+class Warehouse:
+    """A warehouse file: migrated on open, views installed, read from here, written via append.
+
+    ``readonly=True`` writes nothing at all: the file must already be a medstore warehouse
+    with every migration applied (unless ``require_current=False``), and the current views are
+    installed as TEMP views of the connection (which shadow the file's own), so a reader always
+    sees this code's definitions.
+    A new file is created under a temporary name and renamed into place once its schema is
+    complete, so a failure (a full disk) never leaves a half-initialised warehouse behind.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        readonly: bool = False,
+        require_current: bool = True,
+    ) -> None:
         self.path = str(path or default_db_path())
-        if readonly and not Path(self.path).exists():
+        exists = self.path == ":memory:" or Path(self.path).exists()
+        if readonly and not exists:
             raise WarehouseError(f"{self.path}: no such warehouse")
         try:
+            if not exists:
+                create_warehouse(Path(self.path))
+            elif not readonly and self.path != ":memory:" and Path(self.path).stat().st_size:
+                # Checked before a writer touches it: even switching to WAL is a write.
+                probe = connect(self.path, readonly=True)
+                try:
+                    check_is_warehouse(probe, self.path, migrations_may_be_pending=True)
+                finally:
+                    probe.close()
             self.conn = connect(self.path, readonly=readonly)
-            if not readonly:
+            if readonly:
+                check_is_warehouse(
+                    self.conn, self.path, migrations_may_be_pending=not require_current
+                )
+                install_views(self.conn, temporary=True)
+            else:
                 migrate(self.conn)
                 install_views(self.conn)
         except sqlite3.DatabaseError as exc:

@@ -3,18 +3,11 @@
 
 -- Recognising a warehouse ----------------------------------------------------------------------
 
--- name: serve_is_warehouse$
--- Whether the file holds medstore's event log: its three base tables.
-SELECT count(*) = 3 FROM sqlite_master
-WHERE type = 'table' AND name IN ('events', 'blobs', 'chain_head');
-
--- name: serve_applied_migrations
--- The migrations applied to the file (none when it predates the _migrations table).
-SELECT name FROM _migrations;
-
 -- name: serve_has_view$
--- Whether a view is installed (older warehouses lack the newer ones).
-SELECT count(*) > 0 FROM sqlite_master WHERE type = 'view' AND name = :view;
+-- Whether a view is installed, in the file or (for a read-only reader) as a TEMP view.
+SELECT count(*) > 0 FROM (
+    SELECT name, type FROM sqlite_master UNION ALL SELECT name, type FROM sqlite_temp_master
+) WHERE type = 'view' AND name = :view;
 
 -- Provenance page ------------------------------------------------------------------------------
 
