@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import queue
 import shutil
 import sqlite3
-import threading
-from collections.abc import Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ from medstore.warehouse.projections import project
 
 if TYPE_CHECKING:
     from medstore.warehouse.verify import VerifyReport
+    from medstore.warehouse.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -151,37 +150,16 @@ def check_is_warehouse(
 
 def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
     """Write records in one transaction, extending the hash chain. Safe across processes."""
+    with transaction(conn):
+        write_records(conn, records)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        head = queries.select_one(conn, "chain_head")
-        prev_hash, count = head["last_hash"], head["event_count"]
-        blob_rows: dict[str, str] = {}
-        rows = []
-        for record in records:
-            blob_rows.update(record.blobs)
-            env = record.envelope
-            fields = (
-                record.event_id,
-                env.run_id,
-                env.recipe,
-                env.task_key,
-                env.stage,
-                env.attempt,
-                record.event_type,
-                env.parent_event_id,
-                canonical_json(record.payload),
-                record.created_utc,
-            )
-            this_hash = link_hash(prev_hash, fields)
-            rows.append((*fields, prev_hash, this_hash))
-            prev_hash = this_hash
-        if blob_rows:
-            queries.execute_many(
-                conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
-            )
-        queries.execute_many(conn, "insert_events", rows)
-        project(conn, rows)
-        set_head(conn, head, prev_hash, count + len(rows))
+        yield
         conn.execute("COMMIT")
     except BaseException:
         # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
@@ -189,6 +167,41 @@ def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def write_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
+    """Append records inside the caller's transaction: chain, blobs, projections, head."""
+    if not records:
+        return
+    head = queries.select_one(conn, "chain_head")
+    prev_hash, count = head["last_hash"], head["event_count"]
+    blob_rows: dict[str, str] = {}
+    rows = []
+    for record in records:
+        blob_rows.update(record.blobs)
+        env = record.envelope
+        fields = (
+            record.event_id,
+            env.run_id,
+            env.recipe,
+            env.task_key,
+            env.stage,
+            env.attempt,
+            record.event_type,
+            env.parent_event_id,
+            canonical_json(record.payload),
+            record.created_utc,
+        )
+        this_hash = link_hash(prev_hash, fields)
+        rows.append((*fields, prev_hash, this_hash))
+        prev_hash = this_hash
+    if blob_rows:
+        queries.execute_many(
+            conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
+        )
+    queries.execute_many(conn, "insert_events", rows)
+    project(conn, rows)
+    set_head(conn, head, prev_hash, count + len(rows))
 
 
 def set_head(
@@ -217,93 +230,6 @@ def set_head(
         event_count=event_count,
         signature=signature,
     )
-
-
-class BatchWriter:
-    """The one writer: a thread that drains a queue and commits each batch in one transaction.
-
-    ``submit`` returns a future that resolves once the records are committed, so callers can
-    count a sample as accepted only when it is durable.
-    """
-
-    def __init__(self, path: str | Path, *, max_batch: int = 2000) -> None:
-        self.path = str(path)
-        self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[list[EventRecord], Future] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="medstore-writer", daemon=True)
-        self._error: BaseException | None = None
-        self.committed = 0
-        self.batches = 0
-        self._thread.start()
-
-    def submit(self, records: list[EventRecord]) -> Future:
-        future: Future = Future()
-        if self._error is not None:
-            future.set_exception(WarehouseError(f"writer stopped: {self._error}"))
-            return future
-        self._queue.put((records, future))
-        return future
-
-    def _loop(self) -> None:
-        conn = connect(self.path)
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                size = len(item[0])
-                stop = False
-                while size < self.max_batch:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                    size += len(more[0])
-                self._write(conn, batch)
-                if stop:
-                    return
-        finally:
-            conn.close()
-
-    def _write(
-        self, conn: sqlite3.Connection, batch: list[tuple[list[EventRecord], Future]]
-    ) -> None:
-        records = [record for records, _ in batch for record in records]
-        if self._error is not None:  # after a failure nothing is written: order stays a prefix
-            for _, future in batch:
-                future.set_exception(WarehouseError(f"writer stopped: {self._error}"))
-            return
-        try:
-            append_records(conn, records)
-        except BaseException as exc:  # disk full, read-only file: fail every waiter, stop writing
-            self._error = exc
-            for _, future in batch:
-                future.set_exception(WarehouseError(describe_sqlite_error(exc, self.path)))
-            self._fail_pending(exc)
-            return
-        self.committed += len(records)
-        self.batches += 1
-        for _, future in batch:
-            future.set_result(len(records))
-
-    def _fail_pending(self, exc: BaseException) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item[1].set_exception(WarehouseError(describe_sqlite_error(exc, self.path)))
-
-    def close(self) -> None:
-        """Commit everything queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
 
 
 def describe_sqlite_error(exc: BaseException, path: str) -> str:
@@ -395,6 +321,8 @@ class Warehouse:
         return records
 
     def writer(self) -> BatchWriter:
+        from medstore.warehouse.writer import BatchWriter
+
         return BatchWriter(self.path)
 
     # reading ------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ SELECT count(*) > 0 FROM (
 SELECT DISTINCT recipe, task_key FROM sample_index WHERE sample_id = :sample_id;
 
 -- name: serve_task_events
--- Every event of one task in log order, without the hash chain's columns.
+-- Every event of one task in log order, without the hash chain's columns, and without the
+-- claims runs make to share the work (coordination, not the sample's story).
 SELECT
     id, event_id, run_id, recipe, task_key, stage, attempt, event_type, parent_event_id,
     created_utc, payload_json
 FROM events
-WHERE recipe = :recipe AND task_key = :task_key
+WHERE recipe = :recipe AND task_key = :task_key AND event_type != 'task_claimed'
 ORDER BY id;
 
 -- name: serve_sample_exports
