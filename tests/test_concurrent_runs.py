@@ -91,7 +91,7 @@ def test_a_lost_run_leaves_its_tasks_to_the_others(tmp_path: Path, how: str) -> 
         survivor = start_run(server, db, scenarios, "--lease-seconds", "2")
         wait_for(lambda: claims_by_now(db) >= 2)
         doomed.send_signal(signal.SIGKILL if how == "kill" else signal.SIGSTOP)
-        out, err = survivor.communicate(timeout=180)
+        _, err = survivor.communicate(timeout=180)
         if how == "stall":
             doomed.send_signal(signal.SIGKILL)
         doomed.wait()
