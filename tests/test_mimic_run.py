@@ -16,6 +16,7 @@ from medstore.llm.base import Backend
 from medstore.pipeline.data_use import decide_data_use
 from medstore.sources.mimic.demo import make_demo
 from medstore.sources.mimic.duck import MimicDB
+from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
 from .teachers_mimic import backwards_conversation, mimic_teacher
@@ -237,6 +238,7 @@ def test_unknown_subject_and_admission(demo, subject, teacher, db_path) -> None:
         assert len(result.output.strip().splitlines()) == 1
     assert teacher.request_count == 0
     assert not db_path.exists() or events(db_path, "run_started") == []
+    Warehouse(db_path).close()  # a failed run leaves no file; artifacts needs a warehouse
     result = CliRunner().invoke(
         cli, ["mimic", "artifacts", "--subject-id", "1", "--db", str(db_path)]
     )

@@ -28,12 +28,16 @@ def json_option(fn: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
 
 
-def open_warehouse(db_path: str | None, *, must_exist: bool = False) -> Warehouse:
+def open_warehouse(
+    db_path: str | None, *, must_exist: bool = False, readonly: bool = False
+) -> Warehouse:
+    """The warehouse a command names; ``readonly`` for commands that only read (they write
+    nothing, and refuse a file that is not a current medstore warehouse)."""
     path = db_path or default_db_path()
-    if must_exist and not Path(path).exists():
+    if (must_exist or readonly) and not Path(path).exists():
         raise click.ClickException(f"{path}: no such warehouse (run `python cli.py run` first)")
     try:
-        return Warehouse(path)
+        return Warehouse(path, readonly=readonly)
     except WarehouseError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -75,8 +75,28 @@ def estimate(plan: RunPlan, db_path: str | None) -> Estimate:
 
 
 def execute(plan: RunPlan, db_path: str | None) -> tuple[RunResult, Runner]:
-    """Run the plan to the end (or to Ctrl-C, or to the budget) against the warehouse."""
-    with Warehouse(db_path or default_db_path()) as warehouse:
-        runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
-        result = asyncio.run(runner.run(plan.source))
+    """Run the plan to the end (or to Ctrl-C, or to the budget) against the warehouse.
+
+    A warehouse this call created is removed again if the run stops before writing anything
+    (a wrong URL or key fails the teacher's startup check): no empty file is left behind.
+    """
+    path = db_path or default_db_path()
+    created = not Path(path).exists()
+    try:
+        with Warehouse(path) as warehouse:
+            runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+            result = asyncio.run(runner.run(plan.source))
+    except BaseException:
+        if created:
+            remove_if_empty(path)
+        raise
     return result, runner
+
+
+def remove_if_empty(path: str) -> None:
+    """Delete a warehouse (and its WAL files) that holds no event."""
+    with Warehouse(path, readonly=True) as warehouse:
+        events = warehouse.select_value("last_event_id")
+    if not events:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            Path(name).unlink(missing_ok=True)

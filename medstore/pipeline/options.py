@@ -67,6 +67,12 @@ class RunOptions(BaseModel):
         description="Stop cleanly before spending more than this many USD.",
         json_schema_extra={"cli": {"metavar": "USD"}},
     )
+    lease_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="How long a task stays claimed without renewal: runs sharing a warehouse "
+        "split the work, and a killed run's tasks are taken over after this.",
+    )
     # The window --rpm/--tpm count over (shorter in tests).
     rate_window_s: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
     # What run_started records as the run's configuration.

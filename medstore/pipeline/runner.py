@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,12 +39,14 @@ from medstore.warehouse.events import (
     SampleAccepted,
     SampleRejected,
     SourceSkipped,
+    TaskClaimed,
     TaskFailed,
     TaskStarted,
     make_record,
 )
-from medstore.warehouse.hashing import canonical_json, json_hash, short_hash, uuid7
-from medstore.warehouse.store import BatchWriter, Warehouse, WarehouseError
+from medstore.warehouse.hashing import canonical_json, json_hash, short_hash, utc_after, uuid7
+from medstore.warehouse.store import Warehouse, WarehouseError
+from medstore.warehouse.writer import GRANTED, HELD, BatchWriter
 
 if TYPE_CHECKING:
     from medstore.recipes.base import Recipe
@@ -79,7 +84,6 @@ class Runner:
         self.counts: Counter = Counter()
         self.failures: Counter = Counter()
         self.failure_messages: dict[str, str] = {}
-        self.answered: set[str] = set()
         self.cost = 0.0
         self.writer: BatchWriter
         self._stopping = False
@@ -97,6 +101,9 @@ class Runner:
             else None
         )
         self._progress: tqdm | None = None
+        self._workers: list[asyncio.Task] = []
+        self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
+        self._lost: set[str] = set()
 
     def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
         """Hold the worst-case cost of a call against --max-cost (raises BudgetExhausted)."""
@@ -118,9 +125,6 @@ class Runner:
             tasks = [task for task in tasks if self.options.shard.owns(task.key)]
         finished = self.warehouse.finished_tasks(self.recipe.name)
         todo = [task for task in tasks if task.key not in finished]
-        if self.options.cache and todo:
-            # Checked in memory on every call; the log is only read when there is an answer.
-            self.answered = self.warehouse.answered_request_hashes()
         return tasks, skips, todo
 
     def estimate(self, source: str | None) -> Estimate:
@@ -134,7 +138,11 @@ class Runner:
         tasks, skips, todo = self.plan(source)
         self.check_data_use()
         if todo:  # a finished run needs no server
-            await self.backend.preflight()
+            try:
+                await self.backend.preflight()
+            except BaseException:
+                await self.backend.aclose()  # no "Unclosed client session" after the error
+                raise
         self.writer = self.warehouse.writer()
         self.record_start(tasks, skips, todo)
         status = "completed"
@@ -206,6 +214,8 @@ class Runner:
             raise DataUseRefused(decision.message)
 
     async def _run_all(self, todo: list[Task]) -> None:
+        """Run every task this run can claim; wait for the ones other runs hold (they finish
+        them, or their claims expire and this run takes them over)."""
         self._progress = tqdm(
             total=len(todo),
             desc=self.recipe.name,
@@ -213,9 +223,36 @@ class Runner:
             disable=not self.options.progress or None,
             dynamic_ncols=True,
         )
+        self._stop_event = asyncio.Event()
+        renewals = asyncio.create_task(self._renew_claims())
+        with stop_signals(self._stop):
+            try:
+                pending = todo
+                while pending and not self._stopping:
+                    pending = await self._run_round(pending)
+                    if pending and not self._stopping:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop_event.wait(), self.poll_seconds)
+            finally:
+                renewals.cancel()
+                await self._release_claims()
+
+    @property
+    def poll_seconds(self) -> float:
+        return min(5.0, self.options.lease_seconds / 4)
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._stop_event.set()
+        for running in self._workers:
+            running.cancel()
+
+    async def _run_round(self, tasks: list[Task]) -> list[Task]:
+        """One pass over ``tasks`` with the run's concurrency; returns those another run held."""
         queue: asyncio.Queue[Task] = asyncio.Queue()
-        for task in todo:
+        for task in tasks:
             queue.put_nowait(task)
+        held: list[Task] = []
 
         async def worker() -> None:
             while not self._stopping:
@@ -223,31 +260,62 @@ class Runner:
                     task = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await self._run_task(task)
+                answer = await self.claim(task)
+                if answer == GRANTED:
+                    await self._run_claimed(task)
+                elif answer == HELD:
+                    held.append(task)
+                else:  # another run finished it
+                    self.counts["skipped_done"] += 1
+                    self._advance()
 
-        workers = [
-            asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(todo)))
+        self._workers = [
+            asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(tasks)))
         ]
-        loop = asyncio.get_running_loop()
-        stop_signals = (signal.SIGINT, signal.SIGTERM)
-
-        def stop() -> None:
-            self._stopping = True
-            for running in workers:
-                running.cancel()
-
-        for signum in stop_signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-                loop.add_signal_handler(signum, stop)
-        try:
-            results = await asyncio.gather(*workers, return_exceptions=True)
-        finally:
-            for signum in stop_signals:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signum)
+        results = await asyncio.gather(*self._workers, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
+        return held
+
+    async def claim(self, task: Task, *, seconds: float | None = None) -> str:
+        """Hold ``task`` for this run (or renew it, or with ``seconds=0`` let it go)."""
+        event = TaskClaimed(
+            owner=self.run_id,
+            expires_utc=utc_after(self.options.lease_seconds if seconds is None else seconds),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        record = make_record(event, Envelope(self.run_id, self.recipe.name, task.key))
+        return await asyncio.wrap_future(self.writer.claim(record, self.run_id))
+
+    async def _run_claimed(self, task: Task) -> None:
+        """Run a claimed task; if a renewal finds another run took it over, drop it."""
+        running = asyncio.create_task(self._run_task(task))
+        self._claimed[task.key] = (task, running)
+        try:
+            await running
+        except asyncio.CancelledError:
+            if task.key not in self._lost or self._stopping:
+                raise
+            log.warning("task %s: its claim was taken over by another run; dropped", task.key)
+        finally:
+            self._claimed.pop(task.key, None)
+
+    async def _renew_claims(self) -> None:
+        """Renew every claim held, a few times per lease; a lost one stops its task."""
+        while True:
+            await asyncio.sleep(self.options.lease_seconds / 3)
+            for key, (task, running) in list(self._claimed.items()):
+                if await self.claim(task) != GRANTED:
+                    self._lost.add(key)
+                    running.cancel()
+
+    async def _release_claims(self) -> None:
+        """Tasks left unfinished (Ctrl-C, a budget stop) are released for other runs at once."""
+        for task, _ in list(self._claimed.values()):
+            with contextlib.suppress(WarehouseError):
+                await self.claim(task, seconds=0)
 
     async def _run_task(self, task: Task) -> None:
         ctx = TaskContext(self, task)
@@ -278,6 +346,10 @@ class Runner:
             outcome = "accepted"
         await ctx.flush()
         self.counts[outcome] += 1
+        self._advance()
+
+    def _advance(self) -> None:
+        """One task more is done, here or by another run."""
         if self._progress is not None:
             self._progress.update(1)
             self._progress.set_postfix(
@@ -309,3 +381,19 @@ class Runner:
                 label=self.recipe.label(sample),
             )
         )
+
+
+@contextlib.contextmanager
+def stop_signals(stop: Any) -> Iterator[None]:
+    """Ctrl-C and SIGTERM call ``stop`` while the block runs (main thread only)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signum, stop)
+    try:
+        yield
+    finally:
+        for signum in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)

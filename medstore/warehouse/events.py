@@ -54,6 +54,17 @@ class TaskStarted(Event):
     blob_fields = ("source_record",)
 
 
+class TaskClaimed(Event):
+    """A run holds a task until ``expires_utc`` (renewed while it works), so that runs sharing a
+    warehouse never do one task twice; a claim left by a killed run expires and is taken over."""
+
+    event_type = "task_claimed"
+    owner: str  # the claiming run's id
+    expires_utc: str
+    host: str | None = None  # with pid: a claim whose process is gone is taken over at once
+    pid: int | None = None
+
+
 class LLMRequest(Event):
     event_type = "llm_request"
     backend: str

@@ -7,7 +7,7 @@ import json
 import os
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -69,3 +69,9 @@ def uuid7() -> str:
 def utc_now() -> str:
     """UTC timestamp with microseconds, ISO 8601 with a ``Z``."""
     return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def utc_after(seconds: float) -> str:
+    """``utc_now()`` plus ``seconds``, in the same sortable spelling."""
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"

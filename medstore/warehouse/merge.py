@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medstore.warehouse import queries
+from medstore.warehouse.chain import link_hash
 from medstore.warehouse.events import Envelope, WarehouseMerged, make_record
 from medstore.warehouse.hashing import canonical_json
 from medstore.warehouse.projections import project
@@ -25,7 +26,7 @@ from medstore.warehouse.store import (
     Warehouse,
     WarehouseError,
     describe_sqlite_error,
-    link_hash,
+    set_head,
 )
 
 INSERT_CHUNK = 5000
@@ -103,16 +104,11 @@ def merge_into(
             # The merge itself goes into the log, so an audit can tell where events came from.
             chain.add(merge_event(report))
         chain.flush()
-        queries.execute(
-            conn,
-            "set_chain_head",
-            last_id=queries.select_value(conn, "last_event_id") or 0,
-            last_hash=chain.prev_hash,
-            event_count=target_head["event_count"] + chain.added,
-        )
+        set_head(conn, target_head, chain.prev_hash, target_head["event_count"] + chain.added)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return report
 

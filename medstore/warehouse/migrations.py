@@ -158,6 +158,17 @@ def applied(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT name FROM _migrations")}
 
 
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The migrations this file lacks (read-only: no table is created to find out)."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    done = (
+        {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        if "_migrations" in tables
+        else set()
+    )
+    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the names applied."""
     done = applied(conn)
@@ -176,7 +187,8 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                 newly.append(fn.__name__)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return newly
 
@@ -261,3 +273,10 @@ def m006_projections_in_the_writer(conn: sqlite3.Connection) -> None:
         "answered_requests_add",
     ):
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+
+
+@migration
+def m007_chain_signature(conn: sqlite3.Connection) -> None:
+    """An HMAC of the chain head (medstore/warehouse/chain.py): with $MEDSTORE_CHAIN_KEY set,
+    a history rewritten and re-hashed by someone without the key no longer verifies."""
+    conn.execute("ALTER TABLE chain_head ADD COLUMN signature TEXT")

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
-import queue
+import shutil
 import sqlite3
-import threading
-from collections.abc import Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medstore.resources import resource_dir
 from medstore.warehouse import queries
+from medstore.warehouse.chain import ChainKeyMissing, head_signature, link_hash
 from medstore.warehouse.events import Envelope, Event, EventRecord, make_record
-from medstore.warehouse.hashing import HASH_TAG, canonical_json
+from medstore.warehouse.hashing import canonical_json
 from medstore.warehouse.migrations import migrate
 from medstore.warehouse.projections import project
 
 if TYPE_CHECKING:
     from medstore.warehouse.verify import VerifyReport
+    from medstore.warehouse.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,13 @@ def default_db_path() -> str:
     return os.environ.get("MEDSTORE_DB") or DEFAULT_DB
 
 
-def link_hash(prev_hash: str, row: tuple[Any, ...]) -> str:
-    """One link of the chain: the previous link, this row's fields, then its payload JSON.
-
-    The payload (already canonical text) is hashed as is rather than re-encoded inside the list.
-    """
-    *fields, payload_json, created_utc = row
-    header = canonical_json([*fields, created_utc])
-    data = f"{prev_hash}\n{header}\n{payload_json}".encode()
-    return HASH_TAG + hashlib.blake2b(data, digest_size=32).hexdigest()
-
-
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            Path(path).resolve().as_uri() + "?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
         )
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -84,17 +76,23 @@ def view_files() -> list[Path]:
     return sorted(resource_dir("sql").joinpath("views").glob("*.sql"))
 
 
-def install_views(conn: sqlite3.Connection) -> None:
-    """(Re)create the views whose definition changed; views hold no data, so this is cheap."""
+def install_views(conn: sqlite3.Connection, *, temporary: bool = False) -> None:
+    """(Re)create the views whose definition changed; views hold no data, so this is cheap.
+
+    ``temporary``: as TEMP views of this connection only, for a reader that writes nothing.
+    """
+    catalogue = "sqlite_temp_master" if temporary else "sqlite_master"
     existing = {
         row["name"]: row["sql"]
-        for row in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+        for row in conn.execute(f"SELECT name, sql FROM {catalogue} WHERE type = 'view'")
     }
     pending = []
     for path in view_files():
         name = path.stem.split("_", 1)[1] if path.stem[:2].isdigit() else path.stem
         body = path.read_text()
         create = body[body.index("CREATE VIEW") :].strip().rstrip(";")
+        if temporary:
+            create = create.replace("CREATE VIEW", "CREATE TEMP VIEW", 1)
         if existing.get(name) != create:
             pending.append((name, create))
     if not pending:
@@ -103,168 +101,202 @@ def install_views(conn: sqlite3.Connection) -> None:
     try:
         # Later views may depend on earlier ones: drop all changed ones first, then create in order.
         for name, _ in reversed(pending):
-            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+            conn.execute(f'DROP VIEW IF EXISTS {"temp." if temporary else ""}"{name}"')
         for _, create in pending:
             conn.execute(create)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+
+
+def create_warehouse(path: Path) -> None:
+    """A new, fully migrated warehouse at ``path``, or nothing there at all."""
+    staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    try:
+        conn = connect(staging)
+        try:
+            migrate(conn)
+            install_views(conn)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        os.replace(staging, path)
+    finally:
+        for leftover in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def check_is_warehouse(
+    conn: sqlite3.Connection, path: str, *, migrations_may_be_pending: bool = False
+) -> None:
+    """Refuse a file that is not a medstore warehouse, or (for a reader) one whose schema is
+    older than this code, before anything reads or writes it."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"events", "blobs", "chain_head", "_migrations"} <= tables:
+        raise WarehouseError(f"{path}: not a medstore warehouse (it has no event log)")
+    if migrations_may_be_pending:
+        return
+    from medstore.warehouse.migrations import pending_migrations
+
+    pending = pending_migrations(conn)
+    if pending:
+        raise WarehouseError(
+            f"{path}: written by an older medstore ({len(pending)} migration(s) pending, from "
+            f"{pending[0]}): run `python cli.py migrate --db {path}` first"
+        )
 
 
 def append_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
     """Write records in one transaction, extending the hash chain. Safe across processes."""
+    with transaction(conn):
+        write_records(conn, records)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        head = queries.select_one(conn, "chain_head")
-        prev_hash, count = head["last_hash"], head["event_count"]
-        blob_rows: dict[str, str] = {}
-        rows = []
-        for record in records:
-            blob_rows.update(record.blobs)
-            env = record.envelope
-            fields = (
-                record.event_id,
-                env.run_id,
-                env.recipe,
-                env.task_key,
-                env.stage,
-                env.attempt,
-                record.event_type,
-                env.parent_event_id,
-                canonical_json(record.payload),
-                record.created_utc,
-            )
-            this_hash = link_hash(prev_hash, fields)
-            rows.append((*fields, prev_hash, this_hash))
-            prev_hash = this_hash
-        if blob_rows:
-            queries.execute_many(
-                conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
-            )
-        queries.execute_many(conn, "insert_events", rows)
-        project(conn, rows)
-        queries.execute(
-            conn,
-            "set_chain_head",
-            last_id=queries.select_value(conn, "last_event_id"),
-            last_hash=prev_hash,
-            event_count=count + len(rows),
-        )
+        yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
+        # replace the real error with "cannot rollback - no transaction is active".
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
-class BatchWriter:
-    """The one writer: a thread that drains a queue and commits each batch in one transaction.
+def write_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
+    """Append records inside the caller's transaction: chain, blobs, projections, head."""
+    if not records:
+        return
+    head = queries.select_one(conn, "chain_head")
+    prev_hash, count = head["last_hash"], head["event_count"]
+    blob_rows: dict[str, str] = {}
+    rows = []
+    for record in records:
+        blob_rows.update(record.blobs)
+        env = record.envelope
+        fields = (
+            record.event_id,
+            env.run_id,
+            env.recipe,
+            env.task_key,
+            env.stage,
+            env.attempt,
+            record.event_type,
+            env.parent_event_id,
+            canonical_json(record.payload),
+            record.created_utc,
+        )
+        this_hash = link_hash(prev_hash, fields)
+        rows.append((*fields, prev_hash, this_hash))
+        prev_hash = this_hash
+    if blob_rows:
+        queries.execute_many(
+            conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
+        )
+    queries.execute_many(conn, "insert_events", rows)
+    project(conn, rows)
+    set_head(conn, head, prev_hash, count + len(rows))
 
-    ``submit`` returns a future that resolves once the records are committed, so callers can
-    count a sample as accepted only when it is durable.
-    """
 
-    def __init__(self, path: str | Path, *, max_batch: int = 2000) -> None:
-        self.path = str(path)
-        self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[list[EventRecord], Future] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="medstore-writer", daemon=True)
-        self._error: BaseException | None = None
-        self.committed = 0
-        self.batches = 0
-        self._thread.start()
-
-    def submit(self, records: list[EventRecord]) -> Future:
-        future: Future = Future()
-        if self._error is not None:
-            future.set_exception(WarehouseError(f"writer stopped: {self._error}"))
-            return future
-        self._queue.put((records, future))
-        return future
-
-    def _loop(self) -> None:
-        conn = connect(self.path)
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                batch = [item]
-                size = len(item[0])
-                stop = False
-                while size < self.max_batch:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
-                    size += len(more[0])
-                self._write(conn, batch)
-                if stop:
-                    return
-        finally:
-            conn.close()
-
-    def _write(
-        self, conn: sqlite3.Connection, batch: list[tuple[list[EventRecord], Future]]
-    ) -> None:
-        records = [record for records, _ in batch for record in records]
-        if self._error is not None:  # after a failure nothing is written: order stays a prefix
-            for _, future in batch:
-                future.set_exception(WarehouseError(f"writer stopped: {self._error}"))
-            return
-        try:
-            append_records(conn, records)
-        except BaseException as exc:  # disk full, read-only file: fail every waiter, stop writing
-            self._error = exc
-            for _, future in batch:
-                future.set_exception(WarehouseError(describe_sqlite_error(exc, self.path)))
-            self._fail_pending(exc)
-            return
-        self.committed += len(records)
-        self.batches += 1
-        for _, future in batch:
-            future.set_result(len(records))
-
-    def _fail_pending(self, exc: BaseException) -> None:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item[1].set_exception(WarehouseError(describe_sqlite_error(exc, self.path)))
-
-    def close(self) -> None:
-        """Commit everything queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
+def set_head(
+    conn: sqlite3.Connection, old_head: dict[str, Any], last_hash: str, event_count: int
+) -> None:
+    """Record the chain's new last link (and sign it when $MEDSTORE_CHAIN_KEY is set)."""
+    last_id = queries.select_value(conn, "last_event_id") or 0
+    if "signature" not in old_head:  # a warehouse from before m007
+        queries.execute(
+            conn,
+            "set_unsigned_chain_head",
+            last_id=last_id,
+            last_hash=last_hash,
+            event_count=event_count,
+        )
+        return
+    try:
+        signature = head_signature(old_head.get("signature"), last_id, last_hash, event_count)
+    except ChainKeyMissing as exc:
+        raise WarehouseError(str(exc)) from exc
+    queries.execute(
+        conn,
+        "set_chain_head",
+        last_id=last_id,
+        last_hash=last_hash,
+        event_count=event_count,
+        signature=signature,
+    )
 
 
 def describe_sqlite_error(exc: BaseException, path: str) -> str:
+    """One line for a failed database operation, saying what the cause really was."""
     text = str(exc)
+    name = getattr(exc, "sqlite_errorname", "") or ""
     if "readonly" in text or "read-only" in text:
         return f"{path}: the warehouse is read-only ({text})"
-    if "full" in text:
+    if (
+        name == "SQLITE_FULL"
+        or "full" in text
+        or (name.startswith("SQLITE_IOERR") and disk_full(path))
+    ):
         return (
             f"{path}: the disk is full ({text}); nothing half-written, resume once space is freed"
         )
     return f"{path}: {text}"
 
 
-class Warehouse:
-    """A warehouse file: migrated on open, views installed, read from here, written via append."""
+def disk_full(path: str) -> bool:
+    """An I/O error on a filesystem with no room left (SQLite reports ENOSPC on its shared
+    memory or WAL as a plain "disk I/O error")."""
+    try:
+        return shutil.disk_usage(Path(path).resolve().parent).free < 1_000_000
+    except OSError:
+        return False
 
-    def __init__(self, path: str | Path | None = None, *, readonly: bool = False) -> None:
+
+class Warehouse:
+    """A warehouse file: migrated on open, views installed, read from here, written via append.
+
+    ``readonly=True`` writes nothing at all: the file must already be a medstore warehouse
+    with every migration applied (unless ``require_current=False``), and the current views are
+    installed as TEMP views of the connection (which shadow the file's own), so a reader always
+    sees this code's definitions.
+    A new file is created under a temporary name and renamed into place once its schema is
+    complete, so a failure (a full disk) never leaves a half-initialised warehouse behind.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        readonly: bool = False,
+        require_current: bool = True,
+    ) -> None:
         self.path = str(path or default_db_path())
-        if readonly and not Path(self.path).exists():
+        exists = self.path == ":memory:" or Path(self.path).exists()
+        if readonly and not exists:
             raise WarehouseError(f"{self.path}: no such warehouse")
         try:
+            if not exists:
+                create_warehouse(Path(self.path))
+            elif not readonly and self.path != ":memory:" and Path(self.path).stat().st_size:
+                # Checked before a writer touches it: even switching to WAL is a write.
+                probe = connect(self.path, readonly=True)
+                try:
+                    check_is_warehouse(probe, self.path, migrations_may_be_pending=True)
+                finally:
+                    probe.close()
             self.conn = connect(self.path, readonly=readonly)
-            if not readonly:
+            if readonly:
+                check_is_warehouse(
+                    self.conn, self.path, migrations_may_be_pending=not require_current
+                )
+                install_views(self.conn, temporary=True)
+            else:
                 migrate(self.conn)
                 install_views(self.conn)
         except sqlite3.DatabaseError as exc:
@@ -289,6 +321,8 @@ class Warehouse:
         return records
 
     def writer(self) -> BatchWriter:
+        from medstore.warehouse.writer import BatchWriter
+
         return BatchWriter(self.path)
 
     # reading ------------------------------------------------------------------------------------
@@ -333,8 +367,8 @@ class Warehouse:
         }
 
     # integrity ----------------------------------------------------------------------------------
-    def verify(self) -> VerifyReport:
-        """Recompute the hash chain and every blob hash; report each break found."""
+    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
+        """Recompute the chain, its signature, the blobs and the derived tables."""
         from medstore.warehouse.verify import verify_warehouse
 
-        return verify_warehouse(self)
+        return verify_warehouse(self, expect_head=expect_head)

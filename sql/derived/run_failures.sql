@@ -1,5 +1,4 @@
 -- run_failures, rebuilt from the log: rejections, failures and skips per run and reason.
-INSERT INTO run_failures
 SELECT run_id, coalesce(json_extract(payload_json, '$.reason'), ''), count(*)
 FROM events
 WHERE run_id IS NOT NULL

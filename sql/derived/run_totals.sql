@@ -1,5 +1,4 @@
 -- run_totals, rebuilt from the log: per-run counts, tokens and cost (what run_summary reads).
-INSERT INTO run_totals
 SELECT
     run_id,
     max(CASE WHEN event_type = 'run_started' THEN recipe END),

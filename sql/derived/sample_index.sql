@@ -2,7 +2,6 @@
 -- current outcome, a copy of an earlier current sample, and its latest review. Used by
 -- migration m003 and by a rebuild; the writer keeps it in step incrementally
 -- (sql/queries/projections.sql).
-INSERT INTO sample_index
 WITH accepted AS (
     SELECT
         id,

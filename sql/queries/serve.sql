@@ -3,18 +3,11 @@
 
 -- Recognising a warehouse ----------------------------------------------------------------------
 
--- name: serve_is_warehouse$
--- Whether the file holds medstore's event log: its three base tables.
-SELECT count(*) = 3 FROM sqlite_master
-WHERE type = 'table' AND name IN ('events', 'blobs', 'chain_head');
-
--- name: serve_applied_migrations
--- The migrations applied to the file (none when it predates the _migrations table).
-SELECT name FROM _migrations;
-
 -- name: serve_has_view$
--- Whether a view is installed (older warehouses lack the newer ones).
-SELECT count(*) > 0 FROM sqlite_master WHERE type = 'view' AND name = :view;
+-- Whether a view is installed, in the file or (for a read-only reader) as a TEMP view.
+SELECT count(*) > 0 FROM (
+    SELECT name, type FROM sqlite_master UNION ALL SELECT name, type FROM sqlite_temp_master
+) WHERE type = 'view' AND name = :view;
 
 -- Provenance page ------------------------------------------------------------------------------
 
@@ -23,12 +16,13 @@ SELECT count(*) > 0 FROM sqlite_master WHERE type = 'view' AND name = :view;
 SELECT DISTINCT recipe, task_key FROM sample_index WHERE sample_id = :sample_id;
 
 -- name: serve_task_events
--- Every event of one task in log order, without the hash chain's columns.
+-- Every event of one task in log order, without the hash chain's columns, and without the
+-- claims runs make to share the work (coordination, not the sample's story).
 SELECT
     id, event_id, run_id, recipe, task_key, stage, attempt, event_type, parent_event_id,
     created_utc, payload_json
 FROM events
-WHERE recipe = :recipe AND task_key = :task_key
+WHERE recipe = :recipe AND task_key = :task_key AND event_type != 'task_claimed'
 ORDER BY id;
 
 -- name: serve_sample_exports

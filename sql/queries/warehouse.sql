@@ -1,10 +1,16 @@
 -- The event log's own reads and writes: appends, the chain head, resume, the request cache.
 
 -- name: chain_head^
--- The last link of the hash chain, and how many events it covers.
-SELECT last_id, last_hash, event_count FROM chain_head;
+-- The last link of the hash chain, how many events it covers, and its signature (m007; a
+-- warehouse not yet migrated has no signature column).
+SELECT * FROM chain_head;
 
 -- name: set_chain_head!
+UPDATE chain_head SET
+    last_id = :last_id, last_hash = :last_hash, event_count = :event_count, signature = :signature;
+
+-- name: set_unsigned_chain_head!
+-- The same, on a warehouse from before m007.
 UPDATE chain_head SET last_id = :last_id, last_hash = :last_hash, event_count = :event_count;
 
 -- name: last_event_id$
@@ -95,3 +101,38 @@ ORDER BY id;
 -- name: sample_provenance
 -- Every event of a sample's task in log order (the provenance view's rows for one sample).
 SELECT * FROM provenance WHERE sample_id = :sample_id ORDER BY id;
+
+-- name: lease_state^
+-- Who may work on a task now: its latest deciding event (finished if accepted or rejected) and
+-- its latest claim, with whether the task ended (or failed) after that claim.
+WITH claim AS (
+    SELECT
+        id,
+        json_extract(payload_json, '$.owner') AS owner,
+        json_extract(payload_json, '$.expires_utc') AS expires_utc,
+        json_extract(payload_json, '$.host') AS host,
+        json_extract(payload_json, '$.pid') AS pid
+    FROM events
+    WHERE recipe = :recipe AND task_key = :task_key AND event_type = 'task_claimed'
+    ORDER BY id DESC
+    LIMIT 1
+)
+SELECT
+    (
+        SELECT event_type FROM events
+        WHERE recipe = :recipe AND task_key = :task_key
+          AND event_type IN ('task_started', 'sample_accepted', 'sample_rejected', 'task_failed')
+        ORDER BY id DESC
+        LIMIT 1
+    ) AS head_type,
+    claim.owner,
+    claim.expires_utc,
+    claim.host,
+    claim.pid,
+    EXISTS (
+        SELECT 1 FROM events e
+        WHERE e.recipe = :recipe AND e.task_key = :task_key AND e.id > claim.id
+          AND e.event_type IN ('sample_accepted', 'sample_rejected', 'task_failed')
+    ) AS closed
+FROM (SELECT 1)
+LEFT JOIN claim;

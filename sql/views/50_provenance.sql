@@ -1,5 +1,6 @@
--- provenance: for every accepted sample, every event of its task in order: source record,
--- prompts, raw outputs, errors, repairs, verdicts, the acceptance, and later reviews.
+-- provenance: for every accepted sample, every event of its task in order (claims aside):
+-- source record, prompts, raw outputs, errors, repairs, verdicts, the acceptance, and later
+-- reviews.
 CREATE VIEW provenance AS
 SELECT
     s.sample_id,
@@ -19,4 +20,6 @@ FROM (
     -- one sample's provenance reads its task's events only, not every accepted payload.
     SELECT DISTINCT sample_id, recipe, task_key FROM sample_index
 ) s
-JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key;
+JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key
+-- Claims (runs sharing the work) are coordination, not part of a sample's story.
+WHERE e.event_type != 'task_claimed';

@@ -62,7 +62,7 @@ def configure(datasette: Any, db_path: str, database: str, review_token: str | N
     from medstore.serve.metadata import build_metadata
     from medstore.warehouse.store import Warehouse
 
-    with Warehouse(db_path, readonly=True) as warehouse:
+    with Warehouse(db_path, readonly=True, require_current=False) as warehouse:
         metadata = build_metadata(warehouse, database)
     datasette.medstore = ServeSettings(db_path, database, review_token, metadata)
 
@@ -75,33 +75,29 @@ def is_warehouse(path: str) -> bool:
     """A SQLite file holding medstore's event log (checked read-only, nothing written)."""
     import sqlite3
 
-    from medstore.warehouse import queries
+    from medstore.warehouse.store import WarehouseError, check_is_warehouse, connect
 
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = connect(path, readonly=True)
         try:
-            return bool(queries.select_value(conn, "serve_is_warehouse"))
+            check_is_warehouse(conn, path, migrations_may_be_pending=True)
         finally:
             conn.close()
-    except sqlite3.Error:
+    except (sqlite3.Error, WarehouseError):
         return False
+    return True
 
 
 def pending_migrations(path: str) -> list[str]:
     """The migrations this medstore would apply to the warehouse (read-only: none are)."""
-    import sqlite3
+    from medstore.warehouse.migrations import pending_migrations as pending
+    from medstore.warehouse.store import connect
 
-    from medstore.warehouse import queries
-    from medstore.warehouse.migrations import MIGRATIONS
-
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect(path, readonly=True)
     try:
-        done = {row[0] for row in queries.iterate(conn, "serve_applied_migrations")}
-    except sqlite3.OperationalError:  # no _migrations table: older than all of them
-        done = set()
+        return pending(conn)
     finally:
         conn.close()
-    return [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in done]
 
 
 # Set-up -----------------------------------------------------------------------------------------
@@ -120,7 +116,7 @@ def startup(datasette):
             if pending:
                 log.warning(
                     "%s predates this medstore (%s not applied); its pages may fail until"
-                    " `python cli.py serve --db %s` migrates it",
+                    " `python cli.py migrate --db %s`",
                     database.path,
                     ", ".join(pending),
                     database.path,
