@@ -94,6 +94,7 @@ SELECT name, type FROM sqlite_master
 WHERE type IN ('table', 'view')
   AND name NOT LIKE 'sqlite_%'
   AND name NOT LIKE 'raw_output_fts_%'
+  AND name NOT LIKE 'sample_fts_%'
 ORDER BY name;
 
 -- name: serve_table_columns
@@ -129,3 +130,48 @@ SELECT e.id, b.content, e.recipe, e.stage, e.task_key, e.event_id
 FROM events e
 JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.raw_output_blob')
 WHERE e.id > :start AND e.id <= :stop AND e.event_type = 'llm_response';
+
+-- name: serve_create_sample_index!
+-- The full-text index over samples: one row per sample_accepted event, rowid = its log id
+-- (= sample_index.accepted_id), holding the text of every string in the sample.
+CREATE VIRTUAL TABLE IF NOT EXISTS sample_fts USING fts5(
+    sample_text,
+    sample_id UNINDEXED,
+    recipe UNINDEXED,
+    label UNINDEXED,
+    tokenize = 'porter unicode61'
+);
+
+-- name: serve_last_indexed_sample_id$
+-- The last sample indexed (answered from the FTS index, as for raw outputs).
+SELECT rowid FROM sample_fts ORDER BY rowid DESC LIMIT 1;
+
+-- name: serve_index_samples!
+-- Index the strings of every sample accepted with a log id in (:start, :stop]; the JSON keys
+-- are left out, so that "speaker" or "text" match nothing.
+INSERT INTO sample_fts (rowid, sample_text, sample_id, recipe, label)
+SELECT
+    e.id,
+    (SELECT group_concat(t.value, ' ') FROM json_tree(b.content) t WHERE t.type = 'text'),
+    json_extract(e.payload_json, '$.sample_id'),
+    e.recipe,
+    json_extract(e.payload_json, '$.label')
+FROM events e
+JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.sample_blob')
+WHERE e.id > :start AND e.id <= :stop AND e.event_type = 'sample_accepted';
+
+-- Task page ------------------------------------------------------------------------------------
+
+-- name: serve_task_check_failures
+-- The failed checks of one task, one row per error, with its failure kind (see check_failures).
+SELECT event_id, error_index, failure_kind, message
+FROM check_failures
+WHERE recipe = :recipe AND task_key = :task_key
+ORDER BY id, error_index;
+
+-- name: serve_task_samples
+-- The samples a task was accepted as, with whether each is in the dataset now.
+SELECT sample_id, in_dataset, review_verdict
+FROM sample_membership
+WHERE recipe = :recipe AND task_key = :task_key
+ORDER BY accepted_id;
