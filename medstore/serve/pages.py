@@ -209,23 +209,7 @@ async def charts(datasette, request) -> Response:
         raise NotFound("not a medstore warehouse")
     db = datasette.get_database(config.database)
 
-    def draw(conn) -> dict[str, str | None]:
-        over_time = serve_charts.events_over_time(conn)
-        failures = serve_charts.failures_by_reason(conn)
-        labels = serve_charts.label_balance(conn)
-        loss = serve_charts.training_loss(conn)
-        return {
-            "events_over_time": serve_charts.line_chart(
-                over_time, x_label="seconds since the run started", y_label="events"
-            )
-            if over_time
-            else None,
-            "failures": serve_charts.bar_chart(failures, unit="tasks") if failures else None,
-            "labels": serve_charts.bar_chart(labels, unit="samples") if labels else None,
-            "loss": serve_charts.line_chart(loss, x_label="step", y_label="loss") if loss else None,
-        }
-
-    figures = await db.execute_fn(draw)
+    figures = await db.execute_fn(serve_charts.draw_all)
     return Response.html(
         await datasette.render_template(
             "medstore_charts.html",

@@ -11,7 +11,12 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from medstore.warehouse.samples import conversation_turns, turn_speaker, turn_text
+from medstore.warehouse.samples import (
+    conversation_turns,
+    find_conversation,
+    turn_speaker,
+    turn_text,
+)
 
 LONG_TEXT = 80  # characters: a string longer than this (or with a line break) is markdown
 PATIENT_SPEAKERS = {"patient", "user", "human"}
@@ -42,12 +47,27 @@ def render_output(text: str | None) -> Markup:
         return Markup('<p class="medstore-empty">(no output)</p>')
     stripped = text.strip()
     try:
-        return pretty_json(json.loads(stripped))
+        decoded = json.loads(stripped)
     except json.JSONDecodeError:
         pass
+    else:
+        turns = find_turns(decoded)
+        if turns is None:
+            return pretty_json(decoded)
+        return chat(turns) + Markup(
+            '<details class="medstore-verbatim"><summary>as JSON</summary>{}</details>'
+        ).format(pretty_json(decoded))
     if stripped[:1] in ("{", "[") or stripped.startswith("```"):
         return Markup('<pre class="medstore-text medstore-raw-output">{}</pre>').format(text)
     return markdown(text) + folded_verbatim(text)
+
+
+def find_turns(value: Any) -> list[dict[str, Any]] | None:
+    """A conversation that is the value, or one of its fields (a stage's JSON output)."""
+    turns = conversation_turns(value)
+    if turns is None and isinstance(value, dict):
+        turns = find_conversation(value)
+    return turns
 
 
 def folded_verbatim(text: str) -> Markup:
@@ -67,6 +87,8 @@ def render_value(value: Any, depth: int = 0) -> Markup:
     if isinstance(value, list):
         if not value:
             return Markup('<span class="medstore-empty">none</span>')
+        if is_flat_records(value):
+            return records_table(value)
         items = Markup("").join(
             Markup("<li>{}</li>").format(render_value(item, depth + 1)) for item in value
         )
@@ -78,6 +100,30 @@ def render_value(value: Any, depth: int = 0) -> Markup:
     if value is None:
         return Markup('<span class="medstore-empty">—</span>')
     return Markup("<code>{}</code>").format(json.dumps(value))
+
+
+def is_flat_records(items: list[Any]) -> bool:
+    """A list of dicts with the same keys and scalar values: a table reads best."""
+    if not all(isinstance(item, dict) for item in items):
+        return False
+    keys = list(items[0])
+    return all(
+        list(item) == keys and not any(isinstance(v, dict | list) for v in item.values())
+        for item in items
+    )
+
+
+def records_table(items: list[dict[str, Any]]) -> Markup:
+    head = Markup("").join(Markup("<th>{}</th>").format(key.replace("_", " ")) for key in items[0])
+    body = Markup("").join(
+        Markup("<tr>{}</tr>").format(
+            Markup("").join(Markup("<td>{}</td>").format(render_value(v, 9)) for v in item.values())
+        )
+        for item in items
+    )
+    return Markup('<table class="medstore-records"><thead><tr>{}</tr></thead>{}</table>').format(
+        head, body
+    )
 
 
 def fields(record: dict[str, Any], depth: int) -> Markup:

@@ -44,8 +44,8 @@ ORDER BY id;
 -- Charts ---------------------------------------------------------------------------------------
 
 -- name: serve_recent_runs
--- The latest runs, newest first, with when each started.
-SELECT run_id, created_utc FROM events
+-- The latest runs, newest first, with their recipe and when each started.
+SELECT run_id, recipe, created_utc FROM events
 WHERE event_type = 'run_started'
 ORDER BY id DESC
 LIMIT :limit;
@@ -77,10 +77,48 @@ LIMIT 20;
 
 -- name: serve_label_balance
 -- Samples in the dataset per recipe and label.
-SELECT recipe || ': ' || coalesce(label, '(none)') AS label, count(*) AS samples
+SELECT recipe, coalesce(label, '(none)') AS label, count(*) AS samples
 FROM samples
 GROUP BY recipe, label
 ORDER BY recipe, samples DESC;
+
+-- name: serve_task_outcome_times
+-- Every finished task's outcome, when it ended and its failure kind (see task_outcomes).
+SELECT updated_utc, state, failure_kind FROM task_outcomes
+WHERE state IN ('accepted', 'rejected', 'failed');
+
+-- name: serve_run_costs
+-- Tokens, calls and cost of the latest runs (from the derived run_totals), newest first.
+SELECT run_id, recipe, started_utc, input_tokens, output_tokens, llm_requests, cost_usd
+FROM run_summary
+ORDER BY started_utc DESC
+LIMIT :limit;
+
+-- name: serve_stage_costs
+-- Answered calls, tokens and cost per recipe stage over the latest runs' responses (read
+-- through the events_run index); priced says whether any of them had a known price.
+SELECT
+    recipe,
+    stage,
+    count(*) AS calls,
+    coalesce(sum(json_extract(payload_json, '$.input_tokens')), 0) AS input_tokens,
+    coalesce(sum(json_extract(payload_json, '$.output_tokens')), 0) AS output_tokens,
+    sum(json_extract(payload_json, '$.cost_usd')) AS cost_usd,
+    count(json_extract(payload_json, '$.cost_usd')) > 0 AS priced
+FROM events
+WHERE event_type = 'llm_response' AND run_id IN (
+    SELECT run_id FROM run_totals ORDER BY started_utc DESC LIMIT :limit
+)
+GROUP BY recipe, stage
+ORDER BY input_tokens + output_tokens DESC;
+
+-- name: serve_judge_scores
+-- Samples per recipe and judge score (one decimal), where a judge stage gave scores.
+SELECT recipe, round(judge_score, 1) AS score, count(*) AS samples
+FROM review_queue
+WHERE judge_score IS NOT NULL
+GROUP BY recipe, score
+ORDER BY recipe, score;
 
 -- name: serve_training_logged
 -- Every logged training step, in log order (the loss curves).
