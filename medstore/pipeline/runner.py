@@ -17,13 +17,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from medstore.llm import Backend
 from medstore.pipeline.budget import Budget, BudgetExhausted, Estimate, Reservation, estimate_run
 from medstore.pipeline.context import TaskContext, TaskFailedError
 from medstore.pipeline.data_use import DataUseRefused
 from medstore.pipeline.options import RunOptions
+from medstore.pipeline.progress import RunProgress
 from medstore.pipeline.ratelimit import RateLimiter
 from medstore.pipeline.stage import StageRejected
 from medstore.resources import code_version
@@ -91,7 +90,7 @@ class Runner:
             if self.options.max_cost is not None
             else None
         )
-        self._progress: tqdm | None = None
+        self._progress: RunProgress | None = None
 
     def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
         """Hold the worst-case cost of a call against --max-cost (raises BudgetExhausted)."""
@@ -201,13 +200,15 @@ class Runner:
             raise DataUseRefused(decision.message)
 
     async def _run_all(self, todo: list[Task]) -> None:
-        self._progress = tqdm(
-            total=len(todo),
-            desc=self.recipe.name,
-            unit="task",
-            disable=not self.options.progress or None,
-            dynamic_ncols=True,
+        self._progress = RunProgress(
+            self.recipe.name,
+            len(todo),
+            len(self.recipe.stages),
+            enabled=self.options.progress,
+            counts=self.counts,
+            cost=lambda: self.cost,
         )
+        self.writer = self._progress.watch(self.writer)  # the bar moves on each stage call
         queue: asyncio.Queue[Task] = asyncio.Queue()
         for task in todo:
             queue.put_nowait(task)
@@ -277,15 +278,7 @@ class Runner:
         await ctx.flush()
         self.counts[outcome] += 1
         if self._progress is not None:
-            self._progress.update(1)
-            self._progress.set_postfix(
-                ok=self.counts["accepted"],
-                rejected=self.counts["rejected"],
-                failed=self.counts["failed"],
-                tokens=self.counts["tokens"],
-                cost=f"${self.cost:.4f}",
-                refresh=False,
-            )
+            self._progress.task_done(task.key)
 
     def accept(self, ctx: TaskContext, sample: dict[str, Any]) -> None:
         stable = {k: v for k, v in sample.items() if k not in self.recipe.volatile_fields}
