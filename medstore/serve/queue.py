@@ -26,6 +26,7 @@ from medstore.warehouse.samples import (
 from medstore.warehouse.store import Warehouse
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 QUEUE = "/-/medstore/review"
 
 
@@ -54,6 +55,15 @@ def parse_filter(args: Any) -> QueueFilter:
     return where
 
 
+def whole_number(args: Any, name: str, default: int, most: int) -> int:
+    text = (args.get(name) or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise BadFilter(f"{name} must be a whole number from 1 to {most}, not {text!r}")
+    return int(text)
+
+
 def query_string(where: QueueFilter, **extra: Any) -> str:
     fields = {
         "recipe": where.recipe,
@@ -64,6 +74,8 @@ def query_string(where: QueueFilter, **extra: Any) -> str:
         "judge_max": "" if where.judge_max is None else f"{where.judge_max:g}",
         **extra,
     }
+    if fields.get("size") == PAGE_SIZE:
+        fields["size"] = ""
     return urlencode({key: value for key, value in fields.items() if value not in ("", None)})
 
 
@@ -135,14 +147,15 @@ async def queue_page(datasette, request) -> Response:
     config = warehouse_of(datasette)
     try:
         where = parse_filter(request.args)
-        page = max(1, int(request.args.get("page") or 1))
-    except (BadFilter, ValueError) as exc:
+        page = whole_number(request.args, "page", 1, 10**9)
+        size = whole_number(request.args, "size", PAGE_SIZE, MAX_PAGE_SIZE)
+    except BadFilter as exc:
         return Response.text(str(exc), status=400)
 
     def load() -> dict[str, Any]:
         with Warehouse(config.db_path, readonly=True) as warehouse:
             queue = Queue.load(warehouse, where)
-            shown = queue.listed[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+            shown = queue.listed[(page - 1) * size : page * size]
             rows = queue_rows(warehouse, [e["sample_id"] for e in shown])
             choices: dict[str, list[dict[str, Any]]] = {"recipe": [], "label": [], "gate": []}
             for row in warehouse.select("review_queue_choices"):
@@ -151,7 +164,7 @@ async def queue_page(datasette, request) -> Response:
 
     loaded = await asyncio.to_thread(load)
     queue = loaded["queue"]
-    pages = max(1, -(-len(queue.listed) // PAGE_SIZE))
+    pages = max(1, -(-len(queue.listed) // size))
     for row in loaded["rows"]:
         row["sample_url"] = sample_path(datasette, row["sample_id"])
         row["task_url"] = task_path(datasette, row["recipe"], row["task_key"])
@@ -169,7 +182,7 @@ async def queue_page(datasette, request) -> Response:
             "choices": loaded["choices"],
             "page": page,
             "pages": pages,
-            "page_url": lambda number: f"{base}?{query_string(where, page=number)}",
+            "page_url": lambda number: f"{base}?{query_string(where, page=number, size=size)}",
             "first_url": f"{base}/item?{query_string(where)}",
             "here": request.full_path,
             "bulk_url": f"{base}/bulk",
