@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "medstore.llm.builtin",
     "medstore.cli.run",
     "medstore.cli.inspection",
+    "medstore.cli.samples",
     "medstore.cli.serve",
     "medstore.cli.export",
     "medstore.cli.train",

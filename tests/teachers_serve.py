@@ -32,6 +32,8 @@ from .teachers import (
     write_scenarios,
 )
 
+QUEUE_SAMPLES = 55  # enough to review 50 with the keyboard and have some left
+
 SERVE_SPECIALTIES = ("cardiology", "neurology", "paediatrics")
 
 RISK_BY_CASE = ["high", "moderate", "high", "low", "high", "moderate"]
@@ -107,6 +109,22 @@ def build_warehouse(folder: Path) -> Path:
         )
     assert result.exit_code == 0, result.output
     assert "5 accepted, 1 rejected" in result.output, result.output
+    return db
+
+
+def build_queue_warehouse(folder: Path, n: int = QUEUE_SAMPLES) -> Path:
+    """Consult over n scenarios, every stage answered validly: n distinct samples to review."""
+    db = folder / "queue.db"
+    scenarios = write_scenarios(folder / "queue-scenarios.json", n)
+    with serve() as server:
+        server.set_responder(consult_teacher)
+        result = CliRunner().invoke(
+            cli,
+            ["run", "--recipe", "consult", "--source", str(scenarios), "--base-url",
+             server.openai_base_url, "--db", str(db), "--concurrency", "4", "--no-progress"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert f"{n} accepted" in result.output, result.output
     return db
 
 

@@ -211,5 +211,5 @@ def test_reviewer_logs_in_and_rejects_a_sample(browser, browse) -> None:
 def test_charts_page_draws(browser, browse) -> None:
     browse("/-/medstore/charts")
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.medstore-chart-svg")
-    assert len(charts) == 3 and all(chart.size["height"] > 20 for chart in charts)
+    assert len(charts) == 6 and all(chart.size["height"] > 20 for chart in charts)
     browse.shot("08-charts")

@@ -59,7 +59,7 @@ def test_medstore_pages_work_and_the_file_is_not_written(db: Path) -> None:
         assert story["task_key"] == "consult:case-01:v1" and story["status"]["in_dataset"]
 
         charts = client.get("/-/medstore/charts")
-        assert charts.status_code == 200 and charts.text.count("medstore-chart-svg") == 3
+        assert charts.status_code == 200 and charts.text.count("medstore-chart-svg") == 6
 
         balance = {row["label"]: row["samples"] for row in rows(client, "label_balance")}
         assert balance == {"high": 2, "moderate": 2, "low": 1}

@@ -4,6 +4,7 @@ empty answers never sent, repairs quoting the measured violations, fallbacks, an
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,11 @@ def test_shipped_sample_converts_and_never_sends_empty_answers(server, db_path) 
     assert report["fallbacks"]["rows"] == 0
 
     text = run_cli("report", "--recipe", "hierarchical", "--db", str(db_path))
-    assert "success_rate: 1.0" in text.output and "depth_distribution:" in text.output
+    # report prints aligned name/value lines (issue 17), no longer "name: repr".
+    assert (
+        re.search(r"^  success_rate +1$", text.output, re.M)
+        and "depth_distribution:" in text.output
+    )
 
 
 def test_only_empty_answers_make_no_call(server, db_path, tmp_path) -> None:

@@ -16,7 +16,7 @@ from .conftest import REPO
 PACKAGE = REPO / "medstore"
 COMMANDS = [
     "eval", "export", "merge", "mimic", "plugins", "provenance", "report", "review", "run",
-    "serve", "status", "train", "verify",
+    "samples", "serve", "status", "train", "verify",
 ]  # fmt: skip
 # Which subpackages each one may import (besides itself and the top-level helpers).
 LOWER_LAYERS = {
@@ -29,7 +29,7 @@ LOWER_LAYERS = {
     "training": {"warehouse", "llm", "sources", "checks", "pipeline", "recipes"},
     "serve": {"warehouse", "llm", "sources", "checks", "pipeline", "recipes"},
 }
-TOP_LEVEL = {"resources", "hookspecs", "plugins"}
+TOP_LEVEL = {"resources", "hookspecs", "plugins", "tables"}
 
 
 def module_names() -> list[str]:

@@ -331,9 +331,19 @@ def test_serve_prints_a_generated_token_or_uses_the_environment(db) -> None:
 def test_charts_page_and_training_loss(db) -> None:
     with ServeProcess(db, "--review-token", TOKEN) as server:
         page = httpx.get(server.base_url + "/-/medstore/charts").text
-        assert page.count("medstore-chart-svg") == 3
+        drawn = re.findall(
+            r'id="chart-([a-z]+)">(?:(?!</section>).)*medstore-chart-svg', page, re.S
+        )
+        # The issue asked for outcomes over time, tokens and cost per run and per stage.
+        assert drawn == ["outcomes", "failures", "runs", "stages", "labels", "events"]
         assert "consult: expert: invalid after 2 repairs" in page
+        assert "rejected: expert: differential_diagnosis.icd10_code" in page  # a failure kind
         assert "No training runs logged yet" in page
+        assert "No judge scores yet" in page
+        # People's numbers: thousands as 5.2k, never 5.234e+03; runs named with their recipe.
+        assert re.search(r"\d(\.\d)?k in \+ \d", page) and "e+0" not in page
+        assert re.search(r"consult · \d\d-\d\d \d\d:\d\d · [0-9a-f]{8}", page)
+        assert "2 samples (40% of consult)" in page and "1 sample (20% of consult)" in page
         with Warehouse(db) as warehouse:
             warehouse.append(
                 (
@@ -343,7 +353,7 @@ def test_charts_page_and_training_loss(db) -> None:
                 for step in range(1, 11)
             )
         page = httpx.get(server.base_url + "/-/medstore/charts").text
-        assert page.count("medstore-chart-svg") == 4 and "t-1 loss" in page
+        assert page.count("medstore-chart-svg") == 7 and "t-1 loss" in page
 
 
 # Serving next to a run --------------------------------------------------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
 from medstore.hookspecs import hookimpl
 from medstore.plugins import get_recipe
+from medstore.tables import render_figures
 from medstore.warehouse.store import Warehouse, WarehouseError, default_db_path
 
 
@@ -72,24 +72,7 @@ def report(recipe_name: str, db_path: str | None, as_json: bool) -> None:
         raise click.ClickException(exc.args[0]) from exc
     with open_warehouse(db_path, readonly=True) as warehouse:
         figures = recipe.report(warehouse)
-    echo_json(figures) if as_json else click.echo(render_tree(figures))
-
-
-def render_tree(value: Any, indent: int = 0) -> str:
-    """Nested dicts and lists as an indented listing."""
-    pad = "  " * indent
-    if isinstance(value, dict):
-        lines = []
-        for key, item in value.items():
-            if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}{key}:")
-                lines.append(render_tree(item, indent + 1))
-            else:
-                lines.append(f"{pad}{key}: {item}")
-        return "\n".join(lines)
-    if isinstance(value, list):
-        return "\n".join(f"{pad}- {item}" for item in value)
-    return f"{pad}{value}"
+    echo_json(figures) if as_json else click.echo(render_figures(figures))
 
 
 @click.command(context_settings=CONTEXT)

@@ -20,13 +20,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
 from medstore.llm import Backend
 from medstore.pipeline.budget import Budget, BudgetExhausted, Estimate, Reservation, estimate_run
 from medstore.pipeline.context import TaskContext, TaskFailedError
 from medstore.pipeline.data_use import DataUseRefused
 from medstore.pipeline.options import RunOptions
+from medstore.pipeline.progress import RunProgress
 from medstore.pipeline.ratelimit import RateLimiter
 from medstore.pipeline.stage import StageRejected
 from medstore.resources import code_version
@@ -100,7 +99,7 @@ class Runner:
             if self.options.max_cost is not None
             else None
         )
-        self._progress: tqdm | None = None
+        self._progress: RunProgress | None = None
         self._workers: list[asyncio.Task] = []
         self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
         self._lost: set[str] = set()
@@ -216,13 +215,15 @@ class Runner:
     async def _run_all(self, todo: list[Task]) -> None:
         """Run every task this run can claim; wait for the ones other runs hold (they finish
         them, or their claims expire and this run takes them over)."""
-        self._progress = tqdm(
-            total=len(todo),
-            desc=self.recipe.name,
-            unit="task",
-            disable=not self.options.progress or None,
-            dynamic_ncols=True,
+        self._progress = RunProgress(
+            self.recipe.name,
+            len(todo),
+            len(self.recipe.stages),
+            enabled=self.options.progress,
+            counts=self.counts,
+            cost=lambda: self.cost,
         )
+        self.writer = self._progress.watch(self.writer)  # the bar moves on each stage call
         self._stop_event = asyncio.Event()
         renewals = asyncio.create_task(self._renew_claims())
         with stop_signals(self._stop):
@@ -267,7 +268,7 @@ class Runner:
                     held.append(task)
                 else:  # another run finished it
                     self.counts["skipped_done"] += 1
-                    self._advance()
+                    self._advance(task)
 
         self._workers = [
             asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(tasks)))
@@ -346,20 +347,12 @@ class Runner:
             outcome = "accepted"
         await ctx.flush()
         self.counts[outcome] += 1
-        self._advance()
+        self._advance(task)
 
-    def _advance(self) -> None:
+    def _advance(self, task: Task) -> None:
         """One task more is done, here or by another run."""
         if self._progress is not None:
-            self._progress.update(1)
-            self._progress.set_postfix(
-                ok=self.counts["accepted"],
-                rejected=self.counts["rejected"],
-                failed=self.counts["failed"],
-                tokens=self.counts["tokens"],
-                cost=f"${self.cost:.4f}",
-                refresh=False,
-            )
+            self._progress.task_done(task.key)
 
     def fail(self, ctx: TaskContext, failed: TaskFailed) -> str:
         """Record a failed task, counted under its reason for the run's summary."""

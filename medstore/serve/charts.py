@@ -1,8 +1,7 @@
-"""Charts for the Datasette frontend, drawn as inline SVG on the server: no JavaScript, no CDN.
-
-Each figure function (``events_over_time``, ``failures_by_reason`` ...) reads one figure from
-the warehouse; ``bar_chart`` and ``line_chart`` turn figures into SVG markup that the charts page
-embeds as is.
+"""The charts page's figures, read from the warehouse: events per run over time, task outcomes
+by failure kind over time, failures by reason, tokens and cost per run and per stage, label
+balance, judge scores and training loss. ``medstore.serve.svg`` draws them; ``draw_all`` returns
+every chart's SVG markup (None for a chart with nothing to show yet).
 """
 
 from __future__ import annotations
@@ -10,22 +9,25 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 
+from medstore.serve.outcomes import outcomes_over_time
+from medstore.serve.svg import (
+    PALETTE,
+    Bar,
+    Series,
+    bar_chart,
+    count,
+    hbar_chart,
+    human,
+    line_chart,
+    money,
+)
 from medstore.warehouse import queries
 
-PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563")
 RECENT_RUNS = 8
 MAX_POINTS = 200
-
-
-@dataclass
-class Series:
-    name: str
-    points: list[tuple[float, float]]
-    dashed: bool = False
+TOKENS = ["#2563eb", "#93c5fd"]  # input, output
 
 
 # Figures ----------------------------------------------------------------------------------------
@@ -49,6 +51,7 @@ def events_over_time(conn: sqlite3.Connection) -> list[Series]:
             width=width,
         )
         started = parse_utc(run["created_utc"])
+        name = run_name(run["run_id"], run["recipe"], run["created_utc"])
         total = 0
         points = [(0.0, 0.0)]
         for bucket in buckets:
@@ -56,7 +59,7 @@ def events_over_time(conn: sqlite3.Connection) -> list[Series]:
             created = queries.select_value(conn, "serve_event_created", id=bucket["last_id"])
             seconds = (parse_utc(created) - started).total_seconds()
             points.append((max(seconds, 0.0), float(total)))
-        series.append(Series(run["run_id"], points))
+        series.append(Series(name, points))
     return series
 
 
@@ -67,11 +70,77 @@ def failures_by_reason(conn: sqlite3.Connection) -> list[tuple[str, float]]:
     ]
 
 
-def label_balance(conn: sqlite3.Connection) -> list[tuple[str, float]]:
+def label_balance(conn: sqlite3.Connection) -> list[Bar]:
+    """Samples in the dataset per recipe and label, with each label's share of its recipe."""
+    rows = queries.select(conn, "serve_label_balance")
+    totals: dict[str, int] = defaultdict(int)
+    for row in rows:
+        totals[row["recipe"]] += row["samples"]
+    colours: dict[str, str] = {}
+    bars = []
+    for row in rows:
+        colour = colours.setdefault(row["recipe"], PALETTE[len(colours) % len(PALETTE)])
+        share = 100 * row["samples"] / totals[row["recipe"]]
+        bars.append(
+            Bar(
+                f"{row['recipe']}: {row['label']}",
+                [("samples", float(row["samples"]))],
+                f"{count(row['samples'], 'samples')} ({share:.0f}% of {row['recipe']})",
+                [colour],
+            )
+        )
+    return bars
+
+
+def run_costs(conn: sqlite3.Connection) -> list[Bar]:
+    """Input and output tokens of the recent runs, with calls and cost."""
+    bars = []
+    for run in queries.select(conn, "serve_run_costs", limit=RECENT_RUNS):
+        bars.append(
+            Bar(
+                run_name(run["run_id"], run["recipe"], run["started_utc"]),
+                [("input tokens", run["input_tokens"]), ("output tokens", run["output_tokens"])],
+                f"{human(run['input_tokens'])} in + {human(run['output_tokens'])} out · "
+                f"{count(run['llm_requests'], 'calls')} · {money(run['cost_usd'])}",
+                TOKENS,
+            )
+        )
+    return bars
+
+
+def stage_costs(conn: sqlite3.Connection) -> list[Bar]:
+    """Tokens and cost per recipe stage over the recent runs' answered calls."""
+    bars = []
+    for row in queries.select(conn, "serve_stage_costs", limit=RECENT_RUNS):
+        bars.append(
+            Bar(
+                f"{row['recipe']}: {row['stage']}",
+                [("input tokens", row["input_tokens"]), ("output tokens", row["output_tokens"])],
+                f"{human(row['input_tokens'])} in + {human(row['output_tokens'])} out · "
+                f"{count(row['calls'], 'calls')} · "
+                + (money(row["cost_usd"]) if row["priced"] else "cost unknown"),
+                TOKENS,
+            )
+        )
+    return bars
+
+
+def judge_scores(conn: sqlite3.Connection) -> list[Bar]:
+    """How many samples got each judge score (rounded to one decimal), per recipe."""
     return [
-        (row["label"], float(row["samples"]))
-        for row in queries.iterate(conn, "serve_label_balance")
+        Bar(
+            f"{row['recipe']}: score {row['score']:g}",
+            [("samples", float(row["samples"]))],
+            count(row["samples"], "samples"),
+        )
+        for row in queries.select(conn, "serve_judge_scores")
     ]
+
+
+def run_name(run_id: str | None, recipe: str | None, started_utc: str | None) -> str:
+    """A run as people tell runs apart: recipe, when it started, the start of its id."""
+    when = started_utc[5:16].replace("T", " ") if started_utc else "?"
+    return f"{recipe or 'no recipe'} · {when} · {(run_id or '?')[:8]}"
 
 
 def training_loss(conn: sqlite3.Connection) -> list[Series]:
@@ -96,6 +165,31 @@ def training_loss(conn: sqlite3.Connection) -> list[Series]:
     return series
 
 
+def draw_all(conn: sqlite3.Connection) -> dict[str, str | None]:
+    """Every chart of the page as SVG markup (None: nothing to show yet)."""
+    over_time = events_over_time(conn)
+    outcomes = outcomes_over_time(conn)
+    failures = failures_by_reason(conn)
+    runs, stages = run_costs(conn), stage_costs(conn)
+    labels, scores = label_balance(conn), judge_scores(conn)
+    loss = training_loss(conn)
+    tokens = ["input tokens", "output tokens"]
+    return {
+        "events_over_time": line_chart(
+            over_time, x_label="seconds since the run started", y_label="events"
+        )
+        if over_time
+        else None,
+        "outcomes": outcomes,
+        "failures": bar_chart(failures, unit="tasks") if failures else None,
+        "runs": hbar_chart(runs, legend=tokens, legend_colours=TOKENS) if runs else None,
+        "stages": hbar_chart(stages, legend=tokens, legend_colours=TOKENS) if stages else None,
+        "labels": hbar_chart(labels) if labels else None,
+        "judge": hbar_chart(scores) if scores else None,
+        "loss": line_chart(loss, x_label="step", y_label="loss") if loss else None,
+    }
+
+
 def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -107,98 +201,3 @@ def thin(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     step = len(points) / MAX_POINTS
     kept = [points[int(i * step)] for i in range(MAX_POINTS - 1)]
     return [*kept, points[-1]]
-
-
-# Drawing ----------------------------------------------------------------------------------------
-def bar_chart(items: list[tuple[str, float]], *, unit: str, width: int = 720) -> str:
-    """Horizontal bars, one per label, longest first as given."""
-    row_height, label_width, value_width = 22, 260, 70
-    bar_space = width - label_width - value_width
-    top = max((value for _, value in items), default=0) or 1
-    height = row_height * len(items) + 8
-    parts = [svg_open(width, height, f"bar chart of {unit} by category")]
-    for index, (label, value) in enumerate(items):
-        y = 4 + index * row_height
-        length = max(1.0, bar_space * value / top)
-        parts.append(
-            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{escape(shorten(label))}'
-            f"<title>{escape(label)}</title></text>"
-            f'<rect x="{label_width}" y="{y + 3}" width="{length:.1f}" height="{row_height - 6}"'
-            f' fill="{PALETTE[index % len(PALETTE)]}"><title>{escape(label)}: {value:g} {unit}'
-            f"</title></rect>"
-            f'<text x="{label_width + length + 4:.1f}" y="{y + 15}">{value:g}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def line_chart(
-    series: list[Series], *, x_label: str, y_label: str, width: int = 720, height: int = 300
-) -> str:
-    """Lines over a shared linear x and y axis, with ticks and a legend below."""
-    left, right, top, bottom = 64, 16, 12, 44
-    xs = [x for one in series for x, _ in one.points]
-    ys = [y for one in series for _, y in one.points]
-    x_min, x_max = min(xs, default=0), max(xs, default=1)
-    y_min, y_max = min(min(ys, default=0), 0), max(ys, default=1)
-    x_span, y_span = (x_max - x_min) or 1, (y_max - y_min) or 1
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def at(x: float, y: float) -> str:
-        x_pos = left + plot_w * (x - x_min) / x_span
-        y_pos = top + plot_h * (1 - (y - y_min) / y_span)
-        return f"{x_pos:.1f},{y_pos:.1f}"
-
-    legend_height = 18 * len(series)
-    parts = [svg_open(width, height + legend_height, f"line chart of {y_label} by {x_label}")]
-    parts.append(
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}"'
-        ' stroke="#888"/>'
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#888"/>'
-    )
-    for i in range(5):
-        fraction = i / 4
-        x_value = x_min + x_span * fraction
-        y_value = y_min + y_span * fraction
-        x_pos = left + plot_w * fraction
-        y_pos = top + plot_h * (1 - fraction)
-        parts.append(
-            f'<text x="{x_pos:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-            f"{x_value:.4g}</text>"
-            f'<text x="{left - 6}" y="{y_pos + 4:.1f}" text-anchor="end">{y_value:.4g}</text>'
-        )
-    parts.append(
-        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
-        f'<text x="14" y="{top + plot_h / 2}" transform="rotate(-90 14 {top + plot_h / 2})"'
-        f' text-anchor="middle">{escape(y_label)}</text>'
-    )
-    for index, one in enumerate(series):
-        colour = PALETTE[index % len(PALETTE)]
-        dash = ' stroke-dasharray="6 4"' if one.dashed else ""
-        points = " ".join(at(x, y) for x, y in one.points)
-        parts.append(
-            f'<polyline class="series" points="{points}" fill="none" stroke="{colour}"'
-            f' stroke-width="2"{dash}><title>{escape(one.name)}</title></polyline>'
-        )
-        legend_y = height + 18 * index + 4
-        parts.append(
-            f'<line x1="{left}" y1="{legend_y}" x2="{left + 24}" y2="{legend_y}"'
-            f' stroke="{colour}" stroke-width="3"{dash}/>'
-            f'<text x="{left + 30}" y="{legend_y + 4}">{escape(one.name)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def svg_open(width: int, height: int, label: str) -> str:
-    return (
-        f'<svg class="medstore-chart-svg" xmlns="http://www.w3.org/2000/svg" width="{width}"'
-        f' height="{height}"'
-        f' viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}"'
-        ' font-family="sans-serif" font-size="12">'
-    )
-
-
-def shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

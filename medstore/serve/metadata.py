@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from medstore.resources import resource_dir
-from medstore.serve.search import FTS_TABLE
+from medstore.serve.search import FTS_TABLE, SAMPLE_FTS_TABLE
 from medstore.warehouse.store import Warehouse, view_files
 
 TABLES: dict[str, tuple[str, str]] = {
@@ -53,6 +53,11 @@ TABLES: dict[str, tuple[str, str]] = {
         "Derived, not part of the log: a full-text index over the raw output of every LLM "
         "response, built by `serve` and refreshed while it runs. Safe to drop; rebuilt on start.",
     ),
+    SAMPLE_FTS_TABLE: (
+        "Sample search index",
+        "Derived, not part of the log: a full-text index over the text of every accepted "
+        "sample, built by `serve` and refreshed while it runs. Safe to drop; rebuilt on start.",
+    ),
 }
 
 VIEW_TITLES = {
@@ -65,19 +70,28 @@ VIEW_TITLES = {
     "validation_verdicts": "Validation verdicts",
     "review_verdicts": "Reviewer verdicts",
     "sample_exports": "Sample exports",
+    "check_failures": "Failed checks",
+    "task_outcomes": "Tasks and why they ended",
+    "review_queue": "Review queue (every reviewable sample)",
 }
 
 FACETS = {
     "events": ["event_type", "recipe"],
     "llm_calls": ["recipe", "stage", "model", "backend", "outcome"],
     "llm_errors": ["error_type", "recipe", "stage", "http_status"],
-    "validation_verdicts": ["verdict", "recipe", "stage", "first_error"],
+    "validation_verdicts": ["verdict", "recipe", "stage", "failure_kind"],
+    "check_failures": ["failure_kind", "recipe", "stage"],
     "task_state": ["recipe", "state", "reason"],
+    "task_outcomes": ["state", "failure_kind", "recipe"],
+    "review_queue": ["review_state", "recipe", "label", "gate"],
     "samples": ["recipe", "label", "review_verdict"],
     "run_summary": ["recipe", "status"],
     "review_verdicts": ["verdict", "reviewer", "recipe"],
     FTS_TABLE: ["recipe", "stage"],
+    SAMPLE_FTS_TABLE: ["recipe", "label"],
 }
+# Views with a search box: their full-text index and the column that is its rowid.
+SEARCHABLE = {"review_queue": (SAMPLE_FTS_TABLE, "accepted_id")}
 
 COLUMNS = {
     "id": "Position in the event log (grows with time)",
@@ -117,6 +131,12 @@ COLUMNS = {
     "content": "The text",
     "size": "Length in characters",
     "raw_output": "What the teacher answered, verbatim",
+    "failure_kind": "What failed, short (stage: field or check); facet on it",
+    "message": "The full error message",
+    "review_state": "unreviewed, accepted or rejected (by a reviewer)",
+    "gate": "The check it first failed on its way (a repair fixed it); blank if none",
+    "judge_score": "A judge stage's score (blank: no recipe has a judge stage yet)",
+    "error_index": "Position of the error in its check's list",
 }
 
 
@@ -168,14 +188,23 @@ def build_metadata(warehouse: Warehouse, database: str) -> dict[str, Any]:
         columns = [c["name"] for c in warehouse.select("serve_table_columns", table=row["name"])]
         tables[row["name"]] = table_metadata(row["name"], row["type"], columns, views)
     canned = load_queries()
-    if FTS_TABLE not in tables:
-        # Only `cli.py serve` builds the search index; plain `datasette` opens the file read-only.
-        canned = {name: query for name, query in canned.items() if FTS_TABLE not in query["sql"]}
+    missing = [index for index in (FTS_TABLE, SAMPLE_FTS_TABLE) if index not in tables]
+    # Only `cli.py serve` builds the search indexes; plain `datasette` opens the file read-only.
+    canned = {
+        name: query
+        for name, query in canned.items()
+        if not any(index in query["sql"] for index in missing)
+    }
+    for view, (index, pk) in SEARCHABLE.items():
+        if view in tables and index in tables:
+            tables[view] |= {"fts_table": index, "fts_pk": pk}
     return {
         "title": "medstore warehouse",
         "description_html": (
             "Every LLM call, raw output, repair and verdict behind the generated datasets. "
-            'See <a href="/-/medstore/charts">charts</a>, the canned queries below, '
+            'Work through the <a href="/-/medstore/review">review queue</a>, see '
+            f'<a href="/{database}/task_outcomes">every task and why it ended</a>, '
+            '<a href="/-/medstore/charts">charts</a>, the canned queries below, '
             "or open any sample id for its provenance page."
         ),
         "databases": {

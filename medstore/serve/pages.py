@@ -1,20 +1,21 @@
-"""The plugin's pages: a sample's provenance, the reviewer verdict form handler, reviewer login
-and charts. Reading needs no login; writing a verdict needs the review token (a login cookie,
-or ``Authorization: Bearer``), and browser forms carry Datasette's CSRF token."""
+"""The plugin's pages: a task's story, a sample's provenance, the reviewer verdict form handler,
+reviewer login and charts (the review queue is ``medstore.serve.queue``). Reading needs no
+login; writing a verdict needs the review token (a login cookie, or ``Authorization: Bearer``),
+and browser forms carry Datasette's CSRF token."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from typing import Any
 
 from datasette.utils import tilde_decode, tilde_encode
 from datasette.utils.asgi import Forbidden, NotFound, Response
 
 from medstore.serve import charts as serve_charts
+from medstore.serve import readable
 from medstore.serve.plugin import REVIEW_ACTION, is_reviewer, settings
-from medstore.serve.story import sample_story
+from medstore.serve.story import UnknownTask, sample_story, task_story
 from medstore.warehouse.provenance import UnknownSample
 from medstore.warehouse.review import ReviewError, record_review
 from medstore.warehouse.store import Warehouse
@@ -27,6 +28,49 @@ REVIEWING_OFF = (
 
 def sample_path(datasette, sample_id: str) -> str:
     return datasette.urls.path(f"/-/medstore/sample/{tilde_encode(sample_id)}")
+
+
+def task_path(datasette, recipe: str, task_key: str) -> str:
+    return datasette.urls.path(f"/-/medstore/task/{tilde_encode(recipe)}/{tilde_encode(task_key)}")
+
+
+RENDERERS = {
+    "readable": readable.render_value,
+    "output": readable.render_output,
+    "pretty": readable.pretty_json,
+}
+
+
+async def task_page(datasette, request) -> Response:
+    """Every task, whatever its state: its story in order, its final state and why."""
+    config = settings(datasette)
+    if config is None:
+        raise NotFound("not a medstore warehouse")
+    recipe = tilde_decode(request.url_vars["recipe"])
+    task_key = tilde_decode(request.url_vars["task_key"])
+
+    def load() -> dict[str, Any]:
+        with Warehouse(config.db_path, readonly=True) as warehouse:
+            return task_story(warehouse, recipe, task_key)
+
+    try:
+        story = await asyncio.to_thread(load)
+    except UnknownTask as exc:
+        raise NotFound(str(exc)) from exc
+    if request.url_vars.get("format") == "json":
+        return Response.json(story, default=str)
+    return Response.html(
+        await datasette.render_template(
+            "medstore_task.html",
+            {
+                "story": story,
+                "database": config.database,
+                "json_url": task_path(datasette, recipe, task_key) + ".json",
+                **RENDERERS,
+            },
+            request=request,
+        )
+    )
 
 
 async def sample_page(datasette, request) -> Response:
@@ -57,7 +101,9 @@ async def sample_page(datasette, request) -> Response:
                 "login_url": datasette.urls.path("/-/medstore/login")
                 + "?next="
                 + sample_path(datasette, sample_id),
-                "pretty": pretty_json,
+                "task_url": task_path(datasette, story["recipe"], story["task_key"]),
+                "queue_url": datasette.urls.path("/-/medstore/review"),
+                **RENDERERS,
             },
             request=request,
         )
@@ -65,7 +111,9 @@ async def sample_page(datasette, request) -> Response:
 
 
 async def review_sample(datasette, request) -> Response:
-    """POST a verdict: form fields verdict (accept|reject), note, and reviewer for API clients."""
+    """POST a verdict: form fields verdict (accept|reject), note, next (where a browser goes
+    after it: the review queue's next sample), and reviewer for API clients only (a browser's
+    reviewer is its login)."""
     config = settings(datasette)
     if config is None:
         raise NotFound("not a medstore warehouse")
@@ -102,10 +150,10 @@ async def review_sample(datasette, request) -> Response:
         return Response.json({"ok": True, **result})
     datasette.add_message(
         request,
-        f"Recorded your verdict: {result['verdict']}"
+        f"Recorded your verdict on {sample_id}: {result['verdict']}"
         + (" (the sample has left the dataset)" if result["verdict"] == "reject" else ""),
     )
-    return Response.redirect(sample_path(datasette, sample_id))
+    return Response.redirect(safe_next(form.get("next") or sample_path(datasette, sample_id)))
 
 
 async def login(datasette, request) -> Response:
@@ -161,23 +209,7 @@ async def charts(datasette, request) -> Response:
         raise NotFound("not a medstore warehouse")
     db = datasette.get_database(config.database)
 
-    def draw(conn) -> dict[str, str | None]:
-        over_time = serve_charts.events_over_time(conn)
-        failures = serve_charts.failures_by_reason(conn)
-        labels = serve_charts.label_balance(conn)
-        loss = serve_charts.training_loss(conn)
-        return {
-            "events_over_time": serve_charts.line_chart(
-                over_time, x_label="seconds since the run started", y_label="events"
-            )
-            if over_time
-            else None,
-            "failures": serve_charts.bar_chart(failures, unit="tasks") if failures else None,
-            "labels": serve_charts.bar_chart(labels, unit="samples") if labels else None,
-            "loss": serve_charts.line_chart(loss, x_label="step", y_label="loss") if loss else None,
-        }
-
-    figures = await db.execute_fn(draw)
+    figures = await db.execute_fn(serve_charts.draw_all)
     return Response.html(
         await datasette.render_template(
             "medstore_charts.html",
@@ -187,13 +219,8 @@ async def charts(datasette, request) -> Response:
     )
 
 
-def pretty_json(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
 ROUTES = [
+    (r"^/-/medstore/task/(?P<recipe>[^/]+)/(?P<task_key>[^/]+?)(\.(?P<format>json))?$", task_page),
     (r"^/-/medstore/sample/(?P<sample_id>[^/]+?)/review$", review_sample),
     (r"^/-/medstore/sample/(?P<sample_id>[^/]+?)(\.(?P<format>json))?$", sample_page),
     (r"^/-/medstore/login$", login),

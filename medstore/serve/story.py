@@ -1,5 +1,6 @@
-"""One sample's whole story for the provenance page: its task's events, then the exports,
-training runs and evaluations that used it, each with a headline and the texts to show."""
+"""A task's whole story for its page, and a sample's for the provenance page: the task's events
+in order (source record, prompts, raw outputs, checks with their failure kinds, repairs, the
+outcome), then for a sample the exports, training runs and evaluations that used it."""
 
 from __future__ import annotations
 
@@ -28,15 +29,48 @@ SECTIONS = {
     "training_finished": "training",
     "eval_result": "eval",
 }
+# The events that decide a task's state, and the state each means (task_state's rule).
+OUTCOMES = {
+    "task_started": "pending",
+    "sample_accepted": "accepted",
+    "sample_rejected": "rejected",
+    "task_failed": "failed",
+}
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+def task_story(warehouse: Warehouse, recipe: str, task_key: str) -> dict[str, Any]:
+    """The task page's data. Raises UnknownTask for a task the log has no events of."""
+    events = resolved(warehouse.select("serve_task_events", recipe=recipe, task_key=task_key))
+    if not events:
+        raise UnknownTask(f"no task {task_key!r} of recipe {recipe!r} in {warehouse.path}")
+    decorate(warehouse, events, [(recipe, task_key)])
+    return {
+        "recipe": recipe,
+        "task_key": task_key,
+        "outcome": outcome(events),
+        "samples": warehouse.select("serve_task_samples", recipe=recipe, task_key=task_key),
+        "stages": stage_summary(events),
+        "events": events,
+    }
 
 
 def sample_story(warehouse: Warehouse, sample_id: str) -> dict[str, Any]:
     """The provenance page's data. Raises provenance.UnknownSample for an unknown id."""
-    events = task_events(warehouse, sample_id)
+    tasks = warehouse.select("serve_sample_tasks", sample_id=sample_id)
+    if not tasks:
+        raise UnknownSample(f"no sample with id {sample_id!r} in {warehouse.path}")
+    rows = []
+    for task in tasks:
+        rows += warehouse.select(
+            "serve_task_events", recipe=task["recipe"], task_key=task["task_key"]
+        )
+    events = resolved(sorted(rows, key=lambda row: row["id"]))
     events += lineage_events(warehouse, sample_id)
-    for event in events:
-        event["section"] = SECTIONS.get(event["event_type"], "other")
-        event["headline"] = headline(event)
+    decorate(warehouse, events, [(task["recipe"], task["task_key"]) for task in tasks])
     accepted = [
         e
         for e in events
@@ -49,27 +83,61 @@ def sample_story(warehouse: Warehouse, sample_id: str) -> dict[str, Any]:
         "label": accepted["payload"].get("label"),
         "sample": accepted["payload"].get("sample"),
         "status": sample_status(warehouse, sample_id, events),
+        "outcome": outcome(events),
         "stages": stage_summary(events),
         "events": events,
     }
 
 
-def task_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
-    """Every event of the sample's task in log order (the rows of the `provenance` view), found
-    through `sample_index` so that the page costs two index lookups at any warehouse size."""
-    tasks = warehouse.select("serve_sample_tasks", sample_id=sample_id)
-    if not tasks:
-        raise UnknownSample(f"no sample with id {sample_id!r} in {warehouse.path}")
-    rows = []
-    for task in tasks:
-        rows += warehouse.select(
-            "serve_task_events", recipe=task["recipe"], task_key=task["task_key"]
-        )
-    events = []
-    for row in sorted(rows, key=lambda row: row["id"]):
-        row["payload"] = resolve_payload(warehouse, json.loads(row.pop("payload_json")))
-        events.append(row)
-    return events
+def resolved(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Event rows (of `serve_task_events`) with their payloads decoded, blobs not yet read."""
+    for row in rows:
+        row["payload"] = json.loads(row.pop("payload_json"))
+    return rows
+
+
+def decorate(
+    warehouse: Warehouse, events: list[dict[str, Any]], tasks: list[tuple[str, str]]
+) -> None:
+    """Read each event's blobs, and give it its section, headline and, for a check, its
+    failures (kind and message, from the check_failures view)."""
+    kinds: dict[tuple[str, int], str] = {}
+    for recipe, task_key in tasks:
+        for row in warehouse.select("serve_task_check_failures", recipe=recipe, task_key=task_key):
+            kinds[(row["event_id"], row["error_index"])] = row["failure_kind"]
+    for event in events:
+        event["payload"] = resolve_payload(warehouse, event["payload"])
+        event["section"] = SECTIONS.get(event["event_type"], "other")
+        event["headline"] = headline(event)
+        errors = event["payload"].get("errors") or []
+        event["failures"] = [
+            {"kind": kinds.get((event["event_id"], index)), "message": message}
+            for index, message in enumerate(errors)
+        ]
+
+
+def outcome(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The task's final state and why: its latest deciding event, with the failures of its last
+    failed check for a rejection."""
+    deciding = [e for e in events if e["event_type"] in OUTCOMES]
+    last = deciding[-1] if deciding else None
+    state = OUTCOMES[last["event_type"]] if last else "pending"
+    checks = [e for e in events if e["section"] == "check" and e["failures"]]
+    failures: list[dict[str, Any]] = []
+    reason = None
+    if state == "rejected":
+        reason = last["payload"].get("reason")
+        failures = checks[-1]["failures"] if checks else last["failures"]
+    elif state == "failed":
+        reason = last["payload"].get("reason")
+        failures = [{"kind": reason, "message": last["payload"].get("message")}]
+    return {
+        "state": state,
+        "reason": reason,
+        "failures": failures,
+        "event_id": last["event_id"] if last else None,
+        "sample_id": last["payload"].get("sample_id") if last else None,
+    }
 
 
 def lineage_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]:
@@ -99,7 +167,7 @@ def lineage_events(warehouse: Warehouse, sample_id: str) -> list[dict[str, Any]]
             # The export's list of sample ids can be huge; the page shows its count instead.
             payload.pop("sample_ids_blob", None)
             row.pop("payload_json")
-            row["payload"] = resolve_payload(warehouse, payload)
+            row["payload"] = payload
             chosen.append(row)
     return chosen
 

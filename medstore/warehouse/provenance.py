@@ -66,10 +66,11 @@ def describe_event(event: dict[str, Any]) -> str:
             f"(template {payload.get('prompt_template')}, params {json.dumps(payload['params'])})"
         )
     if kind == "llm_response":
+        cost = payload.get("cost_usd")
         return (
             f"response: {payload.get('input_tokens')} in / {payload.get('output_tokens')} out "
-            f"tokens, {payload['latency_ms']:.0f} ms, finish {payload.get('finish_reason')}, "
-            f"cost {payload.get('cost_usd')}"
+            f"tokens, {payload['latency_ms']:,.0f} ms, finish {payload.get('finish_reason')}, "
+            + (f"cost ${cost:.4f}" if cost is not None else "cost unknown (no price for the model)")
         )
     if kind == "cache_replay":
         return f"replayed from event {payload['replayed_event_id']}"

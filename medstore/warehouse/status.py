@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from medstore.tables import render_table
 from medstore.warehouse.store import Warehouse
 
 
@@ -34,26 +35,54 @@ def warehouse_status(warehouse: Warehouse, recent_runs: int = 10) -> dict[str, A
     return {"warehouse": warehouse.path, **totals, "recipes": recipes, "recent_runs": runs}
 
 
+RUN_COLUMNS = (
+    "run", "recipe", "status", "accepted", "rejected", "failed", "calls", "from_cache", "errors",
+    "input_tokens", "output_tokens", "cost",
+)  # fmt: skip
+
+
 def render_status(status: dict[str, Any]) -> str:
-    lines = [f"{status['warehouse']}: {status['events']} events, {status['blobs']} blobs"]
+    """The status as tables: tasks per recipe, why tasks failed, recent runs, and where next."""
+    lines = [f"{status['warehouse']}: {status['events']:,} events, {status['blobs']:,} blobs"]
     if not status["recipes"]:
         lines.append("no tasks yet: try `python cli.py run --recipe consult --limit 3`")
-    for recipe, info in status["recipes"].items():
-        tasks = ", ".join(f"{n} {state}" for state, n in sorted(info["tasks"].items()))
-        lines.append(f"\n{recipe}: {info.get('samples', 0)} samples in the dataset; tasks: {tasks}")
-        for reason, n in info.get("failures_by_reason", {}).items():
-            lines.append(f"    {n:>6}  {reason}")
-        for reason, n in info.get("source_skipped", {}).items():
-            lines.append(f"    {n:>6}  source rows skipped: {reason}")
+        return "\n".join(lines)
+    states = ("accepted", "rejected", "failed", "pending")
+    recipes = [
+        {"recipe": recipe, "samples": info.get("samples", 0)}
+        | {state: info["tasks"].get(state, 0) for state in states}
+        for recipe, info in status["recipes"].items()
+    ]
+    lines += ["", render_table(recipes, ("recipe", "samples", *states))]
+    reasons = [
+        {"recipe": recipe, "tasks": n, "reason": reason}
+        for recipe, info in status["recipes"].items()
+        for reason, n in info.get("failures_by_reason", {}).items()
+    ] + [
+        {"recipe": recipe, "tasks": n, "reason": f"source rows skipped: {reason}"}
+        for recipe, info in status["recipes"].items()
+        for reason, n in info.get("source_skipped", {}).items()
+    ]
+    if reasons:
+        lines += ["", "why tasks were rejected or failed:"]
+        lines.append(render_table(reasons, ("recipe", "tasks", "reason")))
     if status["recent_runs"]:
-        lines.append("\nrecent runs:")
-        for run in status["recent_runs"]:
-            lines.append(
-                f"  {run['run_id']}  {run['recipe'] or '-':<14} {run['status']:<11} "
-                f"accepted {run['accepted']}, rejected {run['rejected']}, failed {run['failed']}, "
-                f"calls {run['llm_requests']} ({run['cache_replays']} from cache, "
-                f"{run['llm_errors']} errors), "
-                f"tokens {run['input_tokens']}+{run['output_tokens']}, "
-                f"${run['cost_usd']:.4f}"
-            )
+        runs = [
+            run
+            | {
+                "run": run["run_id"][:8],
+                "calls": run["llm_requests"],
+                "from_cache": run["cache_replays"],
+                "errors": run["llm_errors"],
+                "cost": f"${run['cost_usd']:.4f}",
+            }
+            for run in status["recent_runs"]
+        ]
+        lines += ["", "recent runs:", render_table(runs, RUN_COLUMNS)]
+    first = next(iter(status["recipes"]))
+    lines += [
+        "",
+        f"sample ids: python cli.py samples --recipe {first}; one sample's story: "
+        "python cli.py provenance SAMPLE_ID",
+    ]
     return "\n".join(lines)

@@ -38,8 +38,8 @@ ORDER BY id;
 -- Charts ---------------------------------------------------------------------------------------
 
 -- name: serve_recent_runs
--- The latest runs, newest first, with when each started.
-SELECT run_id, created_utc FROM events
+-- The latest runs, newest first, with their recipe and when each started.
+SELECT run_id, recipe, created_utc FROM events
 WHERE event_type = 'run_started'
 ORDER BY id DESC
 LIMIT :limit;
@@ -71,10 +71,48 @@ LIMIT 20;
 
 -- name: serve_label_balance
 -- Samples in the dataset per recipe and label.
-SELECT recipe || ': ' || coalesce(label, '(none)') AS label, count(*) AS samples
+SELECT recipe, coalesce(label, '(none)') AS label, count(*) AS samples
 FROM samples
 GROUP BY recipe, label
 ORDER BY recipe, samples DESC;
+
+-- name: serve_task_outcome_times
+-- Every finished task's outcome, when it ended and its failure kind (see task_outcomes).
+SELECT updated_utc, state, failure_kind FROM task_outcomes
+WHERE state IN ('accepted', 'rejected', 'failed');
+
+-- name: serve_run_costs
+-- Tokens, calls and cost of the latest runs (from the derived run_totals), newest first.
+SELECT run_id, recipe, started_utc, input_tokens, output_tokens, llm_requests, cost_usd
+FROM run_summary
+ORDER BY started_utc DESC
+LIMIT :limit;
+
+-- name: serve_stage_costs
+-- Answered calls, tokens and cost per recipe stage over the latest runs' responses (read
+-- through the events_run index); priced says whether any of them had a known price.
+SELECT
+    recipe,
+    stage,
+    count(*) AS calls,
+    coalesce(sum(json_extract(payload_json, '$.input_tokens')), 0) AS input_tokens,
+    coalesce(sum(json_extract(payload_json, '$.output_tokens')), 0) AS output_tokens,
+    sum(json_extract(payload_json, '$.cost_usd')) AS cost_usd,
+    count(json_extract(payload_json, '$.cost_usd')) > 0 AS priced
+FROM events
+WHERE event_type = 'llm_response' AND run_id IN (
+    SELECT run_id FROM run_totals ORDER BY started_utc DESC LIMIT :limit
+)
+GROUP BY recipe, stage
+ORDER BY input_tokens + output_tokens DESC;
+
+-- name: serve_judge_scores
+-- Samples per recipe and judge score (one decimal), where a judge stage gave scores.
+SELECT recipe, round(judge_score, 1) AS score, count(*) AS samples
+FROM review_queue
+WHERE judge_score IS NOT NULL
+GROUP BY recipe, score
+ORDER BY recipe, score;
 
 -- name: serve_training_logged
 -- Every logged training step, in log order (the loss curves).
@@ -88,6 +126,7 @@ SELECT name, type FROM sqlite_master
 WHERE type IN ('table', 'view')
   AND name NOT LIKE 'sqlite_%'
   AND name NOT LIKE 'raw_output_fts_%'
+  AND name NOT LIKE 'sample_fts_%'
 ORDER BY name;
 
 -- name: serve_table_columns
@@ -123,3 +162,48 @@ SELECT e.id, b.content, e.recipe, e.stage, e.task_key, e.event_id
 FROM events e
 JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.raw_output_blob')
 WHERE e.id > :start AND e.id <= :stop AND e.event_type = 'llm_response';
+
+-- name: serve_create_sample_index!
+-- The full-text index over samples: one row per sample_accepted event, rowid = its log id
+-- (= sample_index.accepted_id), holding the text of every string in the sample.
+CREATE VIRTUAL TABLE IF NOT EXISTS sample_fts USING fts5(
+    sample_text,
+    sample_id UNINDEXED,
+    recipe UNINDEXED,
+    label UNINDEXED,
+    tokenize = 'porter unicode61'
+);
+
+-- name: serve_last_indexed_sample_id$
+-- The last sample indexed (answered from the FTS index, as for raw outputs).
+SELECT rowid FROM sample_fts ORDER BY rowid DESC LIMIT 1;
+
+-- name: serve_index_samples!
+-- Index the strings of every sample accepted with a log id in (:start, :stop]; the JSON keys
+-- are left out, so that "speaker" or "text" match nothing.
+INSERT INTO sample_fts (rowid, sample_text, sample_id, recipe, label)
+SELECT
+    e.id,
+    (SELECT group_concat(t.value, ' ') FROM json_tree(b.content) t WHERE t.type = 'text'),
+    json_extract(e.payload_json, '$.sample_id'),
+    e.recipe,
+    json_extract(e.payload_json, '$.label')
+FROM events e
+JOIN blobs b ON b.hash = json_extract(e.payload_json, '$.sample_blob')
+WHERE e.id > :start AND e.id <= :stop AND e.event_type = 'sample_accepted';
+
+-- Task page ------------------------------------------------------------------------------------
+
+-- name: serve_task_check_failures
+-- The failed checks of one task, one row per error, with its failure kind (see check_failures).
+SELECT event_id, error_index, failure_kind, message
+FROM check_failures
+WHERE recipe = :recipe AND task_key = :task_key
+ORDER BY id, error_index;
+
+-- name: serve_task_samples
+-- The samples a task was accepted as, with whether each is in the dataset now.
+SELECT sample_id, in_dataset, review_verdict
+FROM sample_membership
+WHERE recipe = :recipe AND task_key = :task_key
+ORDER BY accepted_id;

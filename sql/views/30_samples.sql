@@ -1,6 +1,7 @@
 -- samples: the current accepted sample of every task: the rows of `sample_membership` that are
 -- in the dataset. A task's latest verdict must be an acceptance; exact duplicates (same content
--- hash within a recipe) keep only the earliest; samples a reviewer rejected are left out.
+-- hash within a recipe) keep only the earliest; samples a reviewer rejected are left out (so
+-- review states across every sample, rejected ones included, are in `review_queue`).
 CREATE VIEW samples AS
 SELECT
     m.sample_id,

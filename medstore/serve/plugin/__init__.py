@@ -35,7 +35,7 @@ EVENT_ID_COLUMNS = {
     "replayed_event_id",
     "export_event_id",
 }
-TASK_KEY_TABLES = {"task_state", "llm_errors", "validation_verdicts", "llm_calls"}
+NOTE_COLUMNS = {"review_note", "note", "message"}
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +147,57 @@ def is_reviewer(actor: dict[str, Any] | None) -> bool:
 # Cells ------------------------------------------------------------------------------------------
 @hookimpl
 def render_cell(row: Any, value: Any, column: str, table: str | None, database: str, datasette):
-    """Sample ids link to their provenance page, hashes to their blob, JSON is pretty-printed and
-    long texts fold open on click."""
+    """Sample ids link to their provenance page (with the sample's summary on `samples`), task
+    keys to the task's page, hashes to their blob, JSON is pretty-printed, notes wrap and long
+    texts fold open on click."""
     if not ours(datasette, database) or value is None:
         return None
     if column == "sample_id" and isinstance(value, str):
-        href = datasette.urls.path(f"/-/medstore/sample/{tilde_encode(value)}")
-        return Markup(f'<a class="medstore-sample" href="{escape(href)}">{escape(value)}</a>')
+        return sample_cell(datasette, row, value, table)
     if column.endswith("_blob") and isinstance(value, str) and value.startswith("b2:"):
         href = datasette.urls.row(database, "blobs", tilde_encode(value))
         return Markup(f'<a href="{escape(href)}">{escape(value[:15])}…</a>')
     if column in EVENT_ID_COLUMNS and isinstance(value, str) and table != "events":
         href = datasette.urls.table(database, "events") + f"?event_id={tilde_encode(value)}"
         return Markup(f'<a href="{escape(href)}">{escape(value)}</a>')
-    if column == "task_key" and table in TASK_KEY_TABLES and isinstance(value, str):
-        href = datasette.urls.table(database, "events") + f"?task_key={tilde_encode(value)}"
-        return Markup(
-            f'<a href="{escape(href)}" title="every event of this task">{escape(value)}</a>'
-        )
-    if isinstance(value, str) and (column.endswith("_json") or column == "payload_json"):
-        return render_json_text(value)
+    columns = list(row.keys())  # a sqlite3.Row: `in row` would look at its values
+    if column == "task_key" and isinstance(value, str) and "recipe" in columns:
+        return task_cell(datasette, row["recipe"], value)
+    if column == "content_hash" and isinstance(value, str):
+        return Markup('<span title="{}">{}…</span>').format(value, value[:12])
+    if isinstance(value, str) and (column.endswith("_json") or column == "content"):
+        rendered = render_json_text(value)
+        if rendered is not None:
+            return rendered
+    if column in NOTE_COLUMNS and isinstance(value, str):
+        return Markup('<div class="medstore-note">{}</div>').format(value)
     if isinstance(value, str) and len(value) > LONG_TEXT:
         return folded(value[:160], Markup('<pre class="medstore-text">{}</pre>').format(value))
     return None
+
+
+def sample_cell(datasette: Any, row: Any, sample_id: str, table: str | None) -> Markup:
+    href = datasette.urls.path(f"/-/medstore/sample/{tilde_encode(sample_id)}")
+    link = Markup('<a class="medstore-sample" href="{}">{}</a>').format(href, sample_id)
+    columns = list(row.keys())  # a sqlite3.Row: `in row` would look at its values
+    if table != "samples" or "sample_json" not in columns or row["sample_json"] is None:
+        return link
+    from medstore.warehouse.samples import summarize
+
+    try:
+        summary = summarize(json.loads(row["sample_json"]))
+    except json.JSONDecodeError:
+        return link
+    return Markup('<div class="medstore-summary">{}</div>{}').format(summary, link)
+
+
+def task_cell(datasette: Any, recipe: str | None, task_key: str) -> Markup:
+    if recipe is None:
+        return Markup("{}").format(task_key)
+    href = datasette.urls.path(f"/-/medstore/task/{tilde_encode(recipe)}/{tilde_encode(task_key)}")
+    return Markup('<a class="medstore-task" href="{}" title="its whole story">{}</a>').format(
+        href, task_key
+    )
 
 
 def render_json_text(text: str) -> Markup | None:
@@ -213,9 +241,9 @@ def permission_allowed(datasette, actor, action):
 # Pages ------------------------------------------------------------------------------------------
 @hookimpl
 def register_routes(datasette):
-    from medstore.serve import pages
+    from medstore.serve import pages, queue
 
-    return pages.ROUTES
+    return pages.ROUTES + queue.ROUTES
 
 
 @hookimpl
@@ -241,6 +269,11 @@ def menu_links(datasette, actor):
         return []
     config = settings(datasette)
     links = [
+        {"href": datasette.urls.path("/-/medstore/review"), "label": "Review queue"},
+        {
+            "href": datasette.urls.table(config.database, "task_outcomes"),
+            "label": "Tasks and why they ended",
+        },
         {"href": datasette.urls.path("/-/medstore/charts"), "label": "Charts"},
         {
             "href": datasette.urls.database(config.database) + "/samples_awaiting_review",
