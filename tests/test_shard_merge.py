@@ -212,6 +212,7 @@ FROM (
     FROM events WHERE event_type = 'sample_accepted'
 ) s
 JOIN events e ON e.recipe = s.recipe AND e.task_key = s.task_key
+WHERE e.event_type != 'task_claimed'  -- runs' claims are coordination, not provenance
 ORDER BY s.sample_id, e.id
 """
 
