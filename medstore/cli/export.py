@@ -36,11 +36,16 @@ from medstore.plugins import get_recipe
     help="Also export the recipe's fallback rows (e.g. originals kept when a rewrite failed).",
 )
 @click.option(
+    "--splits",
+    "splits_text",
+    metavar="NAME=SHARE,...",
+    help="Shares of the train, validation and test splits, e.g. train=0.8,validation=0.1,test=0.1 "
+    "[default: train=0.9,validation=0.1].",
+)
+@click.option(
     "--split-ratio",
     type=click.FloatRange(min=0, max=1, min_open=True),
-    default=0.9,
-    show_default=True,
-    help="Share of tasks in the train split (the rest is validation), by task key hash.",
+    help="Shorthand for --splits train=R,validation=1-R.",
 )
 @db_option
 @json_option
@@ -49,29 +54,42 @@ def export(
     fmt: str,
     out_dir: str | None,
     include_fallbacks: bool,
-    split_ratio: float,
+    splits_text: str | None,
+    split_ratio: float | None,
     db_path: str | None,
     as_json: bool,
 ) -> None:
     """Export a recipe's dataset with a chat `messages` column, manifest.json and a dataset card.
 
     Reads the recipe's dataset view (accepted, deduplicated, balanced where the recipe demands
-    it, reviewer-rejected samples left out). The split is a hash of the task key, rows are
-    sorted and no file holds a timestamp: re-exporting unchanged data gives identical files.
-    The export is recorded as an `export_written` event.
+    it, reviewer-rejected samples left out). Splits are by group (a MEDEC note, a scenario, a
+    consultation, a MIMIC subject): every sample of a group goes to the split its group key
+    hashes to, and keeps it when samples are added. Rows are sorted and no file holds a
+    timestamp: re-exporting unchanged data gives identical files. The export is recorded as an
+    `export_written` event.
 
     \b
     Example:
         python cli.py export --recipe consult --format arrow --out exports/consult
+        python cli.py export --recipe medec-cot --splits train=0.8,validation=0.1,test=0.1
         python cli.py export --recipe hierarchical --format jsonl --include-fallbacks
         python cli.py train --data exports/consult --out runs/consult-lora
     """
     from medstore.training.export import ExportError, export_dataset
+    from medstore.training.export_rows import DEFAULT_SPLITS, parse_splits
 
     try:
         recipe = get_recipe(recipe_name)()
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
+    if splits_text and split_ratio is not None:
+        raise click.UsageError("give --splits or --split-ratio, not both")
+    try:
+        splits = parse_splits(splits_text) if splits_text else DEFAULT_SPLITS
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if split_ratio is not None:
+        splits = {"train": split_ratio, "validation": 1 - split_ratio}
     if include_fallbacks and not recipe.fallback_view:
         raise click.ClickException(f"recipe {recipe_name!r} has no fallback rows to include")
     with open_warehouse(db_path, must_exist=True) as warehouse:
@@ -82,7 +100,7 @@ def export(
                 fmt,
                 out_dir or f"exports/{recipe_name}",
                 include_fallbacks=include_fallbacks,
-                split_ratio=split_ratio,
+                splits=splits,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -98,10 +116,14 @@ def export(
         echo_json(summary)
         return
     counts = result.counts
+    per_split = ", ".join(f"{counts[name]} {name}" for name in splits)
     click.echo(
-        f"export {result.export_id}: {counts['total']} rows ({counts['train']} train, "
-        f"{counts['validation']} validation) as {fmt} in {result.out_dir}"
+        f"export {result.export_id}: {counts['total']} rows ({per_split}) as {fmt} in "
+        f"{result.out_dir}"
     )
+    left_out = sum(result.manifest["counts"]["left_out_for_balance"].values())
+    if left_out:
+        click.echo(f"note: {left_out} rows left out to keep the labels balanced in every split")
     if not result.manifest["counts"]["with_messages"]:
         click.echo(f"note: recipe {recipe_name} has no chat form, so no messages column")
 

@@ -171,6 +171,11 @@ class HierarchicalRecipe(Recipe):
     def label(self, sample: dict[str, Any]) -> str | None:
         return severity(sample.get("Status"))
 
+    group_by = "consultation id"
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"hierarchical:{task_key.split(':')[1]}"  # the task's source id: the consultation
+
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """The patient's question in, the doctor's answer out: the list, or for a fallback the
         original prose under a system prompt that asks for no list."""

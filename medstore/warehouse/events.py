@@ -165,7 +165,8 @@ class ExportWritten(Event):
     out_dir: str
     view: str
     include_fallbacks: bool
-    split_ratio: float
+    split_ratio: float  # the train share
+    splits: dict[str, float] = {}  # every split's share (train, validation, test)
     counts: dict[str, int]
     manifest_hash: str
     data_hash: str
