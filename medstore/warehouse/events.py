@@ -218,14 +218,17 @@ class EvalResult(Event):
     event_type = "eval_result"
     eval_id: str
     task: str  # medec-detect | structure | json-validity
-    model: str  # what was evaluated: an output folder, a hub id or "bundled"
-    role: str  # base | trained
+    model: str  # what was evaluated: an output folder, a hub id, "bundled", an endpoint's model
+    role: str  # base | trained | teacher | endpoint | run-file
     base_model: str | None = None
     training_run_id: str | None = None
     examples: int
     metrics: dict[str, float]
     data: str
     config: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    run_file: str | None = None  # medec-detect: the MEDIQA-CORR run file that was scored
+    run_file_hash: str | None = None
 
 
 # Scale: merges and OpenAI Batch API jobs ---------------------------------------------------------
