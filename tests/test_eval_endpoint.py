@@ -56,7 +56,7 @@ def test_an_api_model_is_scored_costed_and_recorded(
             cli, eval_args(server, medec, tmp_path, "--prices", str(prices), "--json")
         )
         assert result.exit_code == 0, result.output
-        asked = len(server.chat_requests())
+        asked = {first_user_message(r.json) for r in server.chat_requests()}
     report = json.loads(result.output)
     [score] = report["scores"]
     assert score["role"] == "endpoint" and score["model"] == "fake-model"
@@ -67,7 +67,7 @@ def test_an_api_model_is_scored_costed_and_recorded(
     assert Path(score["run_file"]).read_text().splitlines() == [
         "ms-x-0 1 1 Heparin is given.", "ms-x-1 1 1 Heparin is given.", "ms-x-9 0 -1 NA",
     ]  # fmt: skip
-    assert asked == 3
+    assert len(asked) == 3  # each prompt once (a transport retry may repeat one)
     with Warehouse(tmp_path / "w.db") as warehouse:
         events = [row["event_type"] for row in warehouse.query(
             "SELECT event_type FROM events WHERE recipe = 'eval-medec-detect'")]  # fmt: skip
@@ -132,4 +132,9 @@ def test_endpoint_errors(medec: Path, tmp_path: Path, monkeypatch) -> None:
         unknown = CliRunner().invoke(
             cli, [*args, "--backend", "nope", "--base-url", server.url, "--model", "m"]
         )
+        unpriced = CliRunner().invoke(
+            cli, [*args, "--backend", "ollama", "--base-url", server.url, "--model", "m",
+                  "--max-cost", "1"]
+        )  # fmt: skip
     assert unknown.exit_code == 1 and "unknown backend 'nope'" in unknown.output
+    assert unpriced.exit_code == 1 and "--max-cost needs a price for model 'm'" in unpriced.output

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from medstore.llm import BackendOptions, BackendUnavailable, GenerationParams, make_backend
+from medstore.pipeline.budget import PriceUnknown
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.prompts import PromptTemplate
 from medstore.pipeline.runner import Runner
@@ -105,10 +106,10 @@ def endpoint_answers(
     options = run_options.model_copy(
         update={"config": {"command": "eval", "task": task, "max_new_tokens": max_new_tokens}}
     )
-    runner = Runner(warehouse, recipe, backend, options)
     try:
+        runner = Runner(warehouse, recipe, backend, options)
         result = asyncio.run(runner.run(None))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, PriceUnknown) as exc:
         raise EvalError(str(exc)) from exc
     if result.status != "completed":
         raise EvalError(
