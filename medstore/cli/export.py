@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
@@ -76,20 +78,12 @@ def export(
         python cli.py train --data exports/consult --out runs/consult-lora
     """
     from medstore.training.export import ExportError, export_dataset
-    from medstore.training.export_rows import DEFAULT_SPLITS, parse_splits
 
     try:
         recipe = get_recipe(recipe_name)()
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
-    if splits_text and split_ratio is not None:
-        raise click.UsageError("give --splits or --split-ratio, not both")
-    try:
-        splits = parse_splits(splits_text) if splits_text else DEFAULT_SPLITS
-    except ExportError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if split_ratio is not None:
-        splits = {"train": split_ratio, "validation": 1 - split_ratio}
+    splits = chosen_splits(splits_text, split_ratio)
     if include_fallbacks and not recipe.fallback_view:
         raise click.ClickException(f"recipe {recipe_name!r} has no fallback rows to include")
     with open_warehouse(db_path, must_exist=True) as warehouse:
@@ -115,17 +109,36 @@ def export(
     if as_json:
         echo_json(summary)
         return
+    click.echo(render_summary(result, recipe_name))
+
+
+def chosen_splits(splits_text: str | None, split_ratio: float | None) -> dict[str, float]:
+    """--splits, or --split-ratio's train/validation, or the default."""
+    from medstore.training.export_rows import DEFAULT_SPLITS, ExportError, parse_splits
+
+    if splits_text and split_ratio is not None:
+        raise click.UsageError("give --splits or --split-ratio, not both")
+    if split_ratio is not None:
+        return {"train": split_ratio, "validation": 1 - split_ratio}
+    try:
+        return parse_splits(splits_text) if splits_text else DEFAULT_SPLITS
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def render_summary(result: Any, recipe_name: str) -> str:
     counts = result.counts
-    per_split = ", ".join(f"{counts[name]} {name}" for name in splits)
-    click.echo(
-        f"export {result.export_id}: {counts['total']} rows ({per_split}) as {fmt} in "
-        f"{result.out_dir}"
-    )
+    per_split = ", ".join(f"{counts[name]} {name}" for name in result.manifest["files"])
+    lines = [
+        f"export {result.export_id}: {counts['total']} rows ({per_split}) as {result.format} "
+        f"in {result.out_dir}"
+    ]
     left_out = sum(result.manifest["counts"]["left_out_for_balance"].values())
     if left_out:
-        click.echo(f"note: {left_out} rows left out to keep the labels balanced in every split")
+        lines.append(f"note: {left_out} rows left out to keep the labels balanced in every split")
     if not result.manifest["counts"]["with_messages"]:
-        click.echo(f"note: recipe {recipe_name} has no chat form, so no messages column")
+        lines.append(f"note: recipe {recipe_name} has no chat form, so no messages column")
+    return "\n".join(lines)
 
 
 @hookimpl
