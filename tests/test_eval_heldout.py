@@ -102,3 +102,27 @@ def test_export_prompts_come_from_the_held_out_split(tmp_path: Path) -> None:
     export(tmp_path / "w.db", tmp_path / "all-train", "medec-cot", "--split-ratio", "1")
     with pytest.raises(EvalError, match="no validation rows to evaluate on"):
         export_prompts(tmp_path / "all-train", 100)
+
+
+def test_credentialed_prompts_never_go_to_a_remote_endpoint(
+    medec_export, tmp_path: Path, monkeypatch
+) -> None:
+    """An export of credentialed data (as mimic-dialogue's are) keeps the data-use guard: the
+    refusal comes from the URL alone, before anything is sent."""
+    from click.testing import CliRunner
+
+    from medstore.cli import cli
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    export_dir, _ = medec_export
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "credentialed_source": True}))
+    (copy / "validation.jsonl").write_text((copy / "train.jsonl").read_text())
+    result = CliRunner().invoke(cli, [
+        "eval", "--task", "structure", "--data", str(copy), "--base-url",
+        "https://llm.example.org/v1", "--model", "m", "--db", str(tmp_path / "w.db"),
+    ])  # fmt: skip
+    assert result.exit_code == 1 and "llm.example.org" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -100,6 +100,14 @@ def student_teachers(candidate: Candidate | None) -> set[str]:
     return set((export.get("teachers") or {}).get("models") or {})
 
 
+def credentialed_data(data: str | None) -> bool:
+    """Whether the eval's prompts come from an export of credentialed data (MIMIC)."""
+    manifest = Path(data) / "manifest.json" if data else None
+    if manifest is None or not manifest.is_file():
+        return False
+    return bool(json.loads(manifest.read_text(encoding="utf-8")).get("credentialed_source"))
+
+
 def endpoint_run(
     warehouse: Warehouse, request: EvalRequest, examples: list[Example], teachers: set[str]
 ) -> ModelRun:
@@ -116,6 +124,7 @@ def endpoint_run(
             examples,
             max_new_tokens=request.max_new_tokens,
             run_options=request.run_options,
+            credentialed=credentialed_data(request.data),
         )
         details = {
             "run_id": got.run_id,

@@ -44,9 +44,17 @@ class EvalRecipe(Recipe):
     """One task per prompt; its sample is the raw answer. Not a plugin: `run` cannot use it."""
 
     def __init__(
-        self, task: str, examples: list[Example], tag: str, max_new_tokens: int, seed: int | None
+        self,
+        task: str,
+        examples: list[Example],
+        tag: str,
+        max_new_tokens: int,
+        seed: int | None,
+        credentialed: bool = False,
     ) -> None:
         super().__init__()
+        # Prompts from a credentialed export (MIMIC) go only where the data-use guard allows.
+        self.credentialed_source = credentialed  # type: ignore[misc]
         self.name = f"eval-{task}"  # type: ignore[misc]
         self.description = f"Answers of an endpoint to the {task} eval"  # type: ignore[misc]
         self.examples = examples
@@ -94,6 +102,7 @@ def endpoint_answers(
     *,
     max_new_tokens: int,
     run_options: RunOptions,
+    credentialed: bool = False,
 ) -> EndpointAnswers:
     """Every example's answer from the endpoint: from earlier runs where the log has it, else
     asked now. A run that stops early (Ctrl-C, --max-cost) is an EvalError: run eval again."""
@@ -102,7 +111,7 @@ def endpoint_answers(
     except BackendUnavailable as exc:
         raise EvalError(str(exc)) from exc
     tag = generation_tag(backend, max_new_tokens, run_options.seed)
-    recipe = EvalRecipe(task, examples, tag, max_new_tokens, run_options.seed)
+    recipe = EvalRecipe(task, examples, tag, max_new_tokens, run_options.seed, credentialed)
     options = run_options.model_copy(
         update={"config": {"command": "eval", "task": task, "max_new_tokens": max_new_tokens}}
     )
