@@ -151,3 +151,26 @@ def test_export_flags(tmp_path: Path) -> None:
                  "--splits", "train=0.5")  # fmt: skip
     assert bad.exit_code == 1 and "--splits: the shares sum to 0.5, not 1" in bad.output
     assert not (tmp_path / "o").exists()
+
+
+def test_every_recipe_declares_its_group() -> None:
+    """consult and hierarchical group by their task (so their splits are the ones they always
+    had); the MEDEC recipes share the note's key; mimic-dialogue groups a patient's admissions."""
+    from medstore.plugins import get_recipe
+    from medstore.training.export_rows import split_of
+
+    groups = {
+        "consult": ("consult:case-7:v1", {"case_id": "case-7"}, "consult:case-7"),
+        "hierarchical": ("hierarchical:c-0123:v1", {}, "hierarchical:c-0123"),
+        "medec-cot": ("medec-cot:ms-x-1_critic_error:v1", {"pair_id": "ms-x-1"}, "medec:ms-x-1"),
+        "medec-safe": ("medec-safe:ms-x-1_correct:v1", {"original_note_id": "ms-x-1"},
+                       "medec:ms-x-1"),
+        "mimic-dialogue": ("mimic-dialogue:12-34:abc:v1", {"subject_id": 12}, "mimic:12"),
+    }  # fmt: skip
+    for name, (task_key, sample, group) in groups.items():
+        recipe = get_recipe(name)()
+        assert recipe.group_key(task_key, sample) == group
+        assert recipe.group_by != "task"
+    for task_key in ("consult:case-7:v1", "hierarchical:c-0123:v1"):
+        group = task_key.rsplit(":", 1)[0]
+        assert split_of_group(group, {"train": 0.9, "validation": 0.1}) == split_of(task_key, 0.9)
