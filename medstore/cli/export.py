@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
@@ -36,11 +38,16 @@ from medstore.plugins import get_recipe
     help="Also export the recipe's fallback rows (e.g. originals kept when a rewrite failed).",
 )
 @click.option(
+    "--splits",
+    "splits_text",
+    metavar="NAME=SHARE,...",
+    help="Shares of the train, validation and test splits, e.g. train=0.8,validation=0.1,test=0.1 "
+    "[default: train=0.9,validation=0.1].",
+)
+@click.option(
     "--split-ratio",
     type=click.FloatRange(min=0, max=1, min_open=True),
-    default=0.9,
-    show_default=True,
-    help="Share of tasks in the train split (the rest is validation), by task key hash.",
+    help="Shorthand for --splits train=R,validation=1-R.",
 )
 @db_option
 @json_option
@@ -49,20 +56,24 @@ def export(
     fmt: str,
     out_dir: str | None,
     include_fallbacks: bool,
-    split_ratio: float,
+    splits_text: str | None,
+    split_ratio: float | None,
     db_path: str | None,
     as_json: bool,
 ) -> None:
     """Export a recipe's dataset with a chat `messages` column, manifest.json and a dataset card.
 
     Reads the recipe's dataset view (accepted, deduplicated, balanced where the recipe demands
-    it, reviewer-rejected samples left out). The split is a hash of the task key, rows are
-    sorted and no file holds a timestamp: re-exporting unchanged data gives identical files.
-    The export is recorded as an `export_written` event.
+    it, reviewer-rejected samples left out). Splits are by group (a MEDEC note, a scenario, a
+    consultation, a MIMIC subject): every sample of a group goes to the split its group key
+    hashes to, and keeps it when samples are added. Rows are sorted and no file holds a
+    timestamp: re-exporting unchanged data gives identical files. The export is recorded as an
+    `export_written` event.
 
     \b
     Example:
         python cli.py export --recipe consult --format arrow --out exports/consult
+        python cli.py export --recipe medec-cot --splits train=0.8,validation=0.1,test=0.1
         python cli.py export --recipe hierarchical --format jsonl --include-fallbacks
         python cli.py train --data exports/consult --out runs/consult-lora
     """
@@ -72,6 +83,7 @@ def export(
         recipe = get_recipe(recipe_name)()
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
+    splits = chosen_splits(splits_text, split_ratio)
     if include_fallbacks and not recipe.fallback_view:
         raise click.ClickException(f"recipe {recipe_name!r} has no fallback rows to include")
     with open_warehouse(db_path, must_exist=True) as warehouse:
@@ -82,7 +94,7 @@ def export(
                 fmt,
                 out_dir or f"exports/{recipe_name}",
                 include_fallbacks=include_fallbacks,
-                split_ratio=split_ratio,
+                splits=splits,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -97,13 +109,36 @@ def export(
     if as_json:
         echo_json(summary)
         return
+    click.echo(render_summary(result, recipe_name))
+
+
+def chosen_splits(splits_text: str | None, split_ratio: float | None) -> dict[str, float]:
+    """--splits, or --split-ratio's train/validation, or the default."""
+    from medstore.training.export_rows import DEFAULT_SPLITS, ExportError, parse_splits
+
+    if splits_text and split_ratio is not None:
+        raise click.UsageError("give --splits or --split-ratio, not both")
+    if split_ratio is not None:
+        return {"train": split_ratio, "validation": 1 - split_ratio}
+    try:
+        return parse_splits(splits_text) if splits_text else DEFAULT_SPLITS
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def render_summary(result: Any, recipe_name: str) -> str:
     counts = result.counts
-    click.echo(
-        f"export {result.export_id}: {counts['total']} rows ({counts['train']} train, "
-        f"{counts['validation']} validation) as {fmt} in {result.out_dir}"
-    )
+    per_split = ", ".join(f"{counts[name]} {name}" for name in result.manifest["files"])
+    lines = [
+        f"export {result.export_id}: {counts['total']} rows ({per_split}) as {result.format} "
+        f"in {result.out_dir}"
+    ]
+    left_out = sum(result.manifest["counts"]["left_out_for_balance"].values())
+    if left_out:
+        lines.append(f"note: {left_out} rows left out to keep the labels balanced in every split")
     if not result.manifest["counts"]["with_messages"]:
-        click.echo(f"note: recipe {recipe_name} has no chat form, so no messages column")
+        lines.append(f"note: recipe {recipe_name} has no chat form, so no messages column")
+    return "\n".join(lines)
 
 
 @hookimpl

@@ -7,6 +7,7 @@ once, and ``run`` builds its command-line options from it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -67,6 +68,10 @@ class Recipe:
     fallback_view: ClassVar[str | None] = None
     # Licences and attributions an export of this recipe's data must carry.
     licences: ClassVar[Sequence[str]] = ()
+    # What keeps samples together in one export split (see ``group_key``), in words.
+    group_by: ClassVar[str] = "task"
+    # Labels an export keeps balanced (as many of each) inside every split.
+    balanced_labels: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: RecipeOptions | dict[str, Any] | None = None) -> None:
         if isinstance(options, self.Options):
@@ -90,6 +95,12 @@ class Recipe:
 
     def label(self, sample: dict[str, Any]) -> str | None:
         return None
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        """The group a sample belongs to: every member of a group goes to the same export split,
+        so near-duplicates of one source never sit on both sides. Default: its own task (the task
+        key without its version)."""
+        return re.sub(r":v[^:]*$", "", task_key)
 
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """The sample as a chat (system / user / assistant) for supervised fine-tuning."""

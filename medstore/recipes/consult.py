@@ -190,6 +190,11 @@ class ConsultRecipe(Recipe):
     def label(self, sample: dict[str, Any]) -> str | None:
         return sample["expert_output_json"]["risk_assessment"]["level"]
 
+    group_by = "scenario id"
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"consult:{sample['case_id']}"
+
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """Dialogue in, reasoning (as a think block) plus the structured assessment out."""
         transcript = "\n".join(f"{t['speaker'].title()}: {t['text']}" for t in sample["dialogue"])

@@ -63,6 +63,13 @@ EMPTY_DOCTOR = "doctor answer is empty"
 IDENTITY_COLUMNS = ("Description", "Patient", "Doctor", "Status")
 
 
+def consultation_id(record: dict[str, Any]) -> str:
+    """A consultation's id: a hash of its identity columns (its task's source id)."""
+    return "c-" + short_hash(
+        canonical_json([text_of(record.get(name)) for name in IDENTITY_COLUMNS]), 12
+    )
+
+
 def severity(status: Any) -> str | None:
     """``low``, ``medium`` or ``high`` from a Status such as "medium severity" (the SQL of the
     fallback view applies the same rule)."""
@@ -119,9 +126,7 @@ class HierarchicalRecipe(Recipe):
         first_seen: dict[str, str] = {}
         for row in read_consultations(source or self.default_source()):
             record = json.loads(json.dumps(row.record, default=str))  # plain JSON values only
-            source_id = "c-" + short_hash(
-                canonical_json([text_of(record.get(name)) for name in IDENTITY_COLUMNS]), 12
-            )
+            source_id = consultation_id(record)
             if not text_of(record["Doctor"]).strip():
                 yield Skip(source_id, EMPTY_DOCTOR, row.where)
             elif not (text_of(record["Description"]) + text_of(record["Patient"])).strip():
@@ -170,6 +175,11 @@ class HierarchicalRecipe(Recipe):
 
     def label(self, sample: dict[str, Any]) -> str | None:
         return severity(sample.get("Status"))
+
+    group_by = "consultation id"
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"hierarchical:{task_key.split(':')[1]}"  # the task's source id: the consultation
 
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """The patient's question in, the doctor's answer out: the list, or for a fallback the

@@ -253,6 +253,11 @@ class MedecCotRecipe(Recipe):
     def label(self, sample: dict[str, Any]) -> str | None:
         return sample["label"]
 
+    group_by = "MEDEC note (Text ID)"
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"medec:{sample['pair_id']}"  # all four variants of a note, in one split
+
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """Critic: note in, trace and verdict out. Generator: source note in, trace and note out.
 

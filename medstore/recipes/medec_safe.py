@@ -293,6 +293,12 @@ class MedecSafeRecipe(Recipe):
     def label(self, sample: dict[str, Any]) -> str | None:
         return sample["label"]
 
+    group_by = "MEDEC note (Text ID)"
+    balanced_labels = (CORRECT, INCORRECT)
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"medec:{sample['original_note_id']}"  # a note's paraphrase and as-is note together
+
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """The note in; the verdict out (INCORRECT with the error, its fix and any reasoning)."""
         if sample["label"] == CORRECT:

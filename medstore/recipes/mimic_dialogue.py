@@ -254,6 +254,11 @@ class MimicDialogueRecipe(Recipe):
     def label(self, sample: dict[str, Any]) -> str | None:
         return f"admission-{sample['admission_seq']}"
 
+    group_by = "MIMIC subject_id"
+
+    def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
+        return f"mimic:{sample['subject_id']}"  # every admission of a patient, in one split
+
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         transcript = "\n".join(
             f"[day {t['day']}, {t['phase']}] {t['speaker'].title()}: {t['text']}"

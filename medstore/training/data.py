@@ -11,7 +11,7 @@ from typing import Any
 from medstore.training.config import TrainError
 from medstore.warehouse.hashing import canonical_json, content_hash
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass

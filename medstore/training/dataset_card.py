@@ -57,15 +57,16 @@ def front_matter(manifest: dict[str, Any]) -> str:
 
 def balance_table(counts: dict[str, Any]) -> str:
     """Rows per label in each split and in all."""
+    splits = list(counts["splits"])
     rows = [
         (
             label,
-            *(counts["labels_by_split"][split].get(label, 0) for split in ("train", "validation")),
+            *(counts["labels_by_split"][split].get(label, 0) for split in splits),
             counts["labels"][label],
         )
         for label in sorted(counts["labels"])
     ]
-    return table(rows, ("label", "train", "validation", "total"))
+    return table(rows, ("label", *splits, "total"))
 
 
 def how_it_was_made(manifest: dict[str, Any]) -> list[str]:
@@ -93,13 +94,15 @@ def how_it_was_made(manifest: dict[str, Any]) -> list[str]:
 
 def contents(manifest: dict[str, Any]) -> list[str]:
     """Format, files, split, columns and the label balance."""
-    counts = manifest["counts"]
-    files = ", ".join(f"{split}: `{path}`" for split, path in manifest["files"].items())
+    counts, split = manifest["counts"], manifest["split"]
+    files = ", ".join(f"{name}: `{path}`" for name, path in manifest["files"].items())
+    per_split = ", ".join(f"{n} {name}" for name, n in counts["splits"].items())
+    shares = ", ".join(f"{name} {share:g}" for name, share in split["shares"].items())
     return [
         "## Contents",
-        f"Format `{manifest['format']}` ({files}); {counts['total']} rows: "
-        f"{counts['splits']['train']} train, {counts['splits']['validation']} validation. "
-        f"Split rule: {manifest['split']['rule']} (ratio {manifest['split']['ratio']}).",
+        f"Format `{manifest['format']}` ({files}); {counts['total']} rows: {per_split}. "
+        f"Split by {split['group_key']}: every row of one group is in the same split. "
+        f"Split rule: {split['rule']} (shares {shares}).",
         f"Columns: {', '.join(f'`{c}`' for c in manifest['columns'])}. "
         + (
             "`messages` is a system / user / assistant chat for supervised fine-tuning; reasoning "
@@ -108,6 +111,20 @@ def contents(manifest: dict[str, Any]) -> list[str]:
             else "This recipe has no chat form, so there is no `messages` column."
         ),
         f"Balance by label:\n\n{balance_table(counts)}",
+        *balance_note(manifest),
+    ]
+
+
+def balance_note(manifest: dict[str, Any]) -> list[str]:
+    """Which rows balancing inside the splits left out, when the recipe balances labels."""
+    labels = manifest["split"]["balanced_labels"]
+    if not labels:
+        return []
+    left_out = manifest["counts"]["left_out_for_balance"]
+    per_split = ", ".join(f"{n} from {name}" for name, n in left_out.items())
+    return [
+        f"{' and '.join(labels)} are kept equal inside every split; rows left out for it: "
+        f"{per_split}."
     ]
 
 

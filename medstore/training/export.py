@@ -3,7 +3,7 @@
 Every row carries the recipe's own fields plus a chat ``messages`` column ready for SFT, and
 ``manifest.json`` names, for every row, the sample and the ids of the events behind it.
 
-Determinism: rows are sorted by task key, the train/validation split is a hash of the task key,
+Determinism: rows are sorted by task key, the split is a hash of the row's group key,
 volatile fields (timestamps) are left out and no file holds the time of the export. So the data
 files are byte-identical whenever the exported rows are unchanged, and ``manifest.json`` and
 ``README.md`` are too whenever the rows and the events behind them are unchanged (the export id
@@ -12,9 +12,7 @@ is derived from that content). Each export still appends its own ``export_writte
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 import orjson
 
 from medstore.recipes.base import Recipe
-from medstore.training.chat import chat_messages
 from medstore.training.dataset_card import render_card
 from medstore.training.export_files import (
     CARD,
@@ -35,18 +32,20 @@ from medstore.training.export_files import (
     write_files,
 )
 from medstore.training.export_manifest import build_manifest
+from medstore.training.export_rows import (
+    DEFAULT_SPLITS,
+    EXPORT_COLUMNS,
+    ExportError,
+    build_rows,
+    check_splits,
+    split_of,
+)
 from medstore.warehouse import queries
 from medstore.warehouse.events import Envelope, ExportWritten
 from medstore.warehouse.hashing import canonical_json, content_hash
 from medstore.warehouse.store import Warehouse
 
-# Columns the exporter adds; a recipe field of the same name is kept as ``sample_<name>``.
-EXPORT_COLUMNS = ("sample_id", "task_key", "split", "label", "origin", "messages")
-VERSION_SUFFIX = re.compile(r":v[^:]*$")
-
-
-class ExportError(Exception):
-    """The export cannot be made (no samples, unknown view, occupied folder): one line."""
+__all__ = ["EXPORT_COLUMNS", "ExportError", "ExportResult", "export_dataset", "split_of"]
 
 
 @dataclass
@@ -58,64 +57,6 @@ class ExportResult:
     manifest: dict[str, Any]
     manifest_hash: str
     event_id: str
-
-
-def split_of(task_key: str, ratio: float) -> str:
-    """train or validation, from a hash of the task key without its recipe version, so the same
-    task lands in the same split in every export, also after a recipe version bump."""
-    stable_key = VERSION_SUFFIX.sub("", task_key)
-    digest = hashlib.blake2b(stable_key.encode("utf-8"), digest_size=8).digest()
-    fraction = int.from_bytes(digest, "big") / 2**64
-    return "train" if fraction < ratio else "validation"
-
-
-def read_view(warehouse: Warehouse, view: str, recipe: str) -> list[dict[str, Any]]:
-    """The rows of a dataset view for one recipe. View names come from recipe classes, never
-    from user input; they are still checked against the schema before use."""
-    if not queries.select_value(warehouse.conn, "export_relation_exists", relation=view):
-        raise ExportError(f"dataset view {view!r} does not exist in {warehouse.path}")
-    columns = {row["name"] for row in warehouse.select("export_relation_columns", relation=view)}
-    missing = {"sample_id", "task_key", "sample_json"} - columns
-    if missing:
-        raise ExportError(f"dataset view {view!r} lacks column(s) {', '.join(sorted(missing))}")
-    where = "WHERE recipe = ?" if "recipe" in columns else ""
-    return warehouse.query(f'SELECT * FROM "{view}" {where}', (recipe,) if where else ())
-
-
-def build_rows(
-    warehouse: Warehouse, recipe: Recipe, *, include_fallbacks: bool, split_ratio: float
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The export rows, sorted by task key, and counters (think conversions, messages)."""
-    sources = [("accepted", recipe.dataset_view)]
-    if include_fallbacks and recipe.fallback_view:
-        sources.append(("fallback", recipe.fallback_view))
-    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
-    for origin, view in sources:
-        for view_row in read_view(warehouse, view, recipe.name):
-            chosen.setdefault(view_row["task_key"], (origin, view_row))  # accepted rows win
-    stats: Counter = Counter()
-    rows = []
-    for task_key in sorted(chosen):
-        origin, view_row = chosen[task_key]
-        sample = orjson.loads(view_row["sample_json"])
-        messages, converted = chat_messages(recipe, sample)
-        stats["think_tags_converted"] += converted
-        row: dict[str, Any] = {
-            "sample_id": view_row["sample_id"],
-            "task_key": task_key,
-            "split": split_of(task_key, split_ratio),
-            "label": view_row.get("label"),
-            "origin": origin,
-        }
-        if messages is not None:
-            row["messages"] = messages
-            stats["with_messages"] += 1
-        for name in sorted(sample):
-            if name in recipe.volatile_fields or name == "sample_id":
-                continue
-            row[f"sample_{name}" if name in EXPORT_COLUMNS else name] = sample[name]
-        rows.append(row)
-    return rows, dict(stats)
 
 
 def task_lineage(
@@ -175,19 +116,17 @@ def export_dataset(
     out_dir: str | Path,
     *,
     include_fallbacks: bool = False,
-    split_ratio: float = 0.9,
+    splits: dict[str, float] = DEFAULT_SPLITS,
 ) -> ExportResult:
     """Write the recipe's dataset to ``out_dir`` (replacing an earlier export there), then record
-    an ``export_written`` event. Nothing is written if the dataset is empty."""
+    an ``export_written`` event. Nothing is written if the dataset is empty. ``splits`` are the
+    shares of train, validation and test (the groups, not the rows, are split)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if not 0 < split_ratio <= 1:
-        raise ExportError(f"split ratio {split_ratio} must be in (0, 1]")
+    splits = check_splits(dict(splits))
     out_dir = Path(out_dir).resolve()
     check_out_dir(out_dir)
-    rows, stats = build_rows(
-        warehouse, recipe, include_fallbacks=include_fallbacks, split_ratio=split_ratio
-    )
+    rows, stats = build_rows(warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits)
     if not rows:
         raise empty_export(warehouse, recipe, include_fallbacks)
     lineage, teachers = task_lineage(warehouse, recipe.name, {row["task_key"] for row in rows})
@@ -195,7 +134,7 @@ def export_dataset(
     columns += sorted({name for row in rows for name in row} - set(columns))
     rows_hash = content_hash("".join(jsonl_lines(rows)))
     with staging_folder(out_dir) as staging:
-        json_columns = write_files(staging, fmt, rows, columns, rows_hash)
+        json_columns = write_files(staging, fmt, rows, columns, rows_hash, list(splits))
         manifest = build_manifest(
             recipe,
             fmt=fmt,
@@ -207,7 +146,7 @@ def export_dataset(
             stats=stats,
             data_hash=data_files_hash(staging),
             include_fallbacks=include_fallbacks,
-            split_ratio=split_ratio,
+            splits=splits,
         )
         manifest_text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2).decode() + "\n"
         (staging / MANIFEST).write_text(manifest_text, encoding="utf-8")
@@ -244,6 +183,7 @@ def record_export(
         view=manifest["view"],
         include_fallbacks=manifest["include_fallbacks"],
         split_ratio=manifest["split"]["ratio"],
+        splits=manifest["split"]["shares"],
         counts=manifest["counts"]["splits"] | {"total": len(rows)},
         manifest_hash=manifest_hash,
         data_hash=manifest["data_hash"],

@@ -19,7 +19,6 @@ import orjson
 from medstore.warehouse.hashing import HASH_TAG, canonical_json, uuid7
 
 FORMATS = ("jsonl", "arrow", "parquet")
-SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
 CARD = "README.md"
 
@@ -95,11 +94,17 @@ def write_arrow(folder: Path, table: Any, by_split: dict[str, list[int]], rows_h
 
 
 def write_files(
-    folder: Path, fmt: str, rows: list[dict[str, Any]], columns: list[str], rows_hash: str
+    folder: Path,
+    fmt: str,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    rows_hash: str,
+    splits: list[str],
 ) -> list[str]:
-    """Write the data files into ``folder``; returns the columns stored as JSON text."""
+    """Write one data file (or folder) per split into ``folder``, an empty one for a split
+    without rows; returns the columns stored as JSON text."""
     by_split = {
-        split: [i for i, row in enumerate(rows) if row["split"] == split] for split in SPLITS
+        split: [i for i, row in enumerate(rows) if row["split"] == split] for split in splits
     }
     if fmt == "jsonl":
         write_jsonl(folder, rows, by_split)
@@ -124,12 +129,12 @@ def data_files_hash(folder: Path) -> str:
     return HASH_TAG + digest.hexdigest()
 
 
-def data_file_names(fmt: str) -> dict[str, str]:
+def data_file_names(fmt: str, splits: list[str]) -> dict[str, str]:
     if fmt == "jsonl":
-        return {split: f"{split}.jsonl" for split in SPLITS}
+        return {split: f"{split}.jsonl" for split in splits}
     if fmt == "parquet":
-        return {split: f"{split}.parquet" for split in SPLITS}
-    return {split: f"{split}/" for split in SPLITS}
+        return {split: f"{split}.parquet" for split in splits}
+    return {split: f"{split}/" for split in splits}
 
 
 def move_into_place(staging: Path, out_dir: Path) -> None:

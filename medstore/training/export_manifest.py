@@ -9,27 +9,33 @@ from typing import Any
 
 from medstore import __version__
 from medstore.recipes.base import Recipe
-from medstore.training.export_files import SPLITS, data_file_names
+from medstore.training.export_files import data_file_names
+from medstore.training.export_rows import SPLIT_RULE
 from medstore.warehouse.hashing import canonical_json, short_hash
 
-SPLIT_RULE = (
-    "blake2b-64 of the task key without its version suffix, as a fraction of "
-    "2^64: below the ratio is train, the rest validation"
-)
 
-
-def manifest_counts(rows: list[dict[str, Any]], stats: dict[str, int]) -> dict[str, Any]:
-    """Rows per split, label, label and split, and origin; chat and think-tag counters."""
-    splits = Counter(row["split"] for row in rows)
+def manifest_counts(
+    rows: list[dict[str, Any]], stats: dict[str, Any], splits: list[str]
+) -> dict[str, Any]:
+    """Rows and groups per split, labels, label and split, origins; chat and think-tag counters,
+    and the rows left out to keep a recipe's labels balanced inside each split."""
+    rows_per_split = Counter(row["split"] for row in rows)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        groups[row["split"]].add(row["group"])
     labels_by_split: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
         labels_by_split[row["split"]][str(row["label"])] += 1
     return {
         "total": len(rows),
-        "splits": {split: splits.get(split, 0) for split in SPLITS},
+        "splits": {split: rows_per_split.get(split, 0) for split in splits},
+        "groups": {split: len(groups[split]) for split in splits},
         "labels": dict(sorted(Counter(str(row["label"]) for row in rows).items())),
         "labels_by_split": {
-            split: dict(sorted(labels_by_split[split].items())) for split in SPLITS
+            split: dict(sorted(labels_by_split[split].items())) for split in splits
+        },
+        "left_out_for_balance": {
+            split: stats.get("left_out_for_balance", {}).get(split, 0) for split in splits
         },
         "origins": dict(sorted(Counter(row["origin"] for row in rows).items())),
         "with_messages": stats.get("with_messages", 0),
@@ -38,11 +44,13 @@ def manifest_counts(rows: list[dict[str, Any]], stats: dict[str, int]) -> dict[s
 
 
 def row_lineage(rows: list[dict[str, Any]], lineage: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """For every row: its sample, task, split, origin and the ids of the events behind it."""
+    """For every row: its sample, task, group, split, origin and the ids of the events behind
+    it."""
     return [
         {
             "sample_id": row["sample_id"],
             "task_key": row["task_key"],
+            "group": row["group"],
             "split": row["split"],
             "origin": row["origin"],
             "event_ids": lineage.get(row["task_key"], []),
@@ -60,10 +68,10 @@ def build_manifest(
     json_columns: list[str],
     lineage: dict[str, list[str]],
     teachers: dict[str, Any],
-    stats: dict[str, int],
+    stats: dict[str, Any],
     data_hash: str,
     include_fallbacks: bool,
-    split_ratio: float,
+    splits: dict[str, float],
 ) -> dict[str, Any]:
     """What the export holds and where every row came from, with its export id."""
     view = recipe.dataset_view
@@ -78,11 +86,17 @@ def build_manifest(
             "description": recipe.description,
         },
         "format": fmt,
-        "files": data_file_names(fmt),
+        "files": data_file_names(fmt, list(splits)),
         "view": view,
         "include_fallbacks": include_fallbacks,
-        "split": {"ratio": split_ratio, "rule": SPLIT_RULE},
-        "counts": manifest_counts(rows, stats),
+        "split": {
+            "ratio": splits["train"],
+            "shares": splits,
+            "group_key": recipe.group_by,
+            "balanced_labels": list(recipe.balanced_labels),
+            "rule": SPLIT_RULE,
+        },
+        "counts": manifest_counts(rows, stats, list(splits)),
         "columns": columns,
         "json_encoded_columns": json_columns,
         "left_out_fields": sorted(recipe.volatile_fields),

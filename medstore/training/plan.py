@@ -17,6 +17,8 @@ from medstore.training.data import TrainingData, load_training_data
 from medstore.training.encoding import Encoded, encode_conversations
 from medstore.training.models import LoadedModel, ensure_padding, load_base_model, prepare_model
 
+TRAINING_SPLITS = ("train", "validation")
+
 
 @dataclass
 class TrainingPlan:
@@ -57,11 +59,13 @@ def planned_steps(config: TrainConfig, examples: int) -> int:
 
 
 def encode_splits(tokenizer: Any, data: TrainingData, config: TrainConfig) -> dict[str, Encoded]:
-    """Every non-empty split encoded; a run whose training rows were all dropped stops here."""
+    """Every non-empty split that training uses encoded (train, and validation for the eval
+    loss; a test split is left for `eval`); a run whose training rows were all dropped stops
+    here."""
     encoded = {
         split: encode_conversations(tokenizer, rows, config.max_seq_len, config.overlong)
         for split, rows in data.splits.items()
-        if rows
+        if rows and split in TRAINING_SPLITS
     }
     if not encoded["train"].examples:
         raise TrainError(

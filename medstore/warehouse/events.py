@@ -193,7 +193,8 @@ class ExportWritten(Event):
     out_dir: str
     view: str
     include_fallbacks: bool
-    split_ratio: float
+    split_ratio: float  # the train share
+    splits: dict[str, float] = {}  # every split's share (train, validation, test)
     counts: dict[str, int]
     manifest_hash: str
     data_hash: str
@@ -245,14 +246,17 @@ class EvalResult(Event):
     event_type = "eval_result"
     eval_id: str
     task: str  # medec-detect | structure | json-validity
-    model: str  # what was evaluated: an output folder, a hub id or "bundled"
-    role: str  # base | trained
+    model: str  # what was evaluated: an output folder, a hub id, "bundled", an endpoint's model
+    role: str  # base | trained | teacher | endpoint | run-file
     base_model: str | None = None
     training_run_id: str | None = None
     examples: int
     metrics: dict[str, float]
     data: str
     config: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    run_file: str | None = None  # medec-detect: the MEDIQA-CORR run file that was scored
+    run_file_hash: str | None = None
 
 
 # Scale: merges and OpenAI Batch API jobs ---------------------------------------------------------

@@ -16,3 +16,16 @@ SELECT task_key, event_id, event_type,
 FROM events
 WHERE recipe = :recipe AND task_key IS NOT NULL
 ORDER BY task_key, id;
+
+-- name: eval_answers
+-- The answers an endpoint eval has: the accepted sample of each of its tasks, with what the
+-- task's answered calls cost and their tokens (over every run that made them).
+SELECT s.task_key, s.sample_json,
+       (SELECT sum(c.cost_usd) FROM llm_calls c
+        WHERE c.recipe = s.recipe AND c.task_key = s.task_key AND c.outcome = 'response')
+           AS cost_usd,
+       (SELECT sum(coalesce(c.input_tokens, 0) + coalesce(c.output_tokens, 0)) FROM llm_calls c
+        WHERE c.recipe = s.recipe AND c.task_key = s.task_key AND c.outcome = 'response')
+           AS tokens
+FROM samples s
+WHERE s.recipe = :recipe;
