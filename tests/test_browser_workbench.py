@@ -21,6 +21,11 @@ from .teachers_serve import (
 from .test_browser import TOKEN, artifacts, browser, wait_for  # noqa: F401 (fixtures)
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -53,6 +58,15 @@ def shot(browser, artifacts, name: str, full: bool = False) -> None:  # noqa: F8
     browser.set_window_size(1280, 1100)
 
 
+# A key press navigates: an element read while the next page replaces the old one is stale for
+# a moment. Waits look again rather than fail on that.
+MOVING_PAGE = (StaleElementReferenceException, NoSuchElementException, WebDriverException)
+
+
+def settled(driver) -> WebDriverWait:
+    return WebDriverWait(driver, 15, ignored_exceptions=MOVING_PAGE)
+
+
 def body_text(driver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
@@ -71,7 +85,7 @@ def test_two_clicks_from_the_rejections_to_a_story(browser, scripted, artifacts)
     facet = wait_for(browser, "#facet-state")
     shot(browser, artifacts, "10-task-outcomes")
     facet.find_element(By.LINK_TEXT, "rejected").click()  # click 1
-    WebDriverWait(browser, 15).until(lambda driver: "state=rejected" in driver.current_url)
+    settled(browser).until(lambda driver: "state=rejected" in driver.current_url)
     kinds = browser.find_element(By.CSS_SELECTOR, "#facet-failure_kind").text
     assert "expert: differential_diagnosis.icd10_code" in kinds
     shot(browser, artifacts, "11-task-outcomes-rejected")
@@ -137,24 +151,26 @@ def test_fifty_samples_reviewed_with_the_keyboard_alone(browser, queue_server, a
         current = position(browser)
         seen.append(current[0])
         press(browser, "a")
-        WebDriverWait(browser, 15).until(
+        settled(browser).until(
             lambda driver, current=current: (
                 driver.find_elements(By.ID, "progress") and position(driver)[1] != current[1]
             )
         )
-        assert f"{number + 1} of {QUEUE_SAMPLES} reviewed" in body_text(browser)
+        settled(browser).until(
+            lambda driver, n=number: f"{n + 1} of {QUEUE_SAMPLES} reviewed" in body_text(driver)
+        )
     assert len(set(seen)) == REVIEWED_WITH_KEYS
     assert f"Sample 1 of {QUEUE_SAMPLES - REVIEWED_WITH_KEYS} in this queue" in body_text(browser)
     shot(browser, artifacts, "15-after-fifty-accepts")
     # r rejects; n and p step without a verdict.
     rejected = position(browser)[0]
     press(browser, "r")
-    WebDriverWait(browser, 15).until(lambda driver: position(driver)[0] != rejected)
+    settled(browser).until(lambda driver: position(driver)[0] != rejected)
     ahead = position(browser)[0]
     press(browser, "n")
-    WebDriverWait(browser, 15).until(lambda driver: position(driver)[0] != ahead)
+    settled(browser).until(lambda driver: position(driver)[0] != ahead)
     press(browser, "p")
-    WebDriverWait(browser, 15).until(lambda driver: position(driver)[0] == ahead)
+    settled(browser).until(lambda driver: position(driver)[0] == ahead)
     assert "51 of 55 reviewed" in body_text(browser) and "1 rejected" in body_text(browser)
     browser.get(queue_server.base_url + "/served/review_queue?review_state=rejected")
     assert rejected in browser.find_element(By.CSS_SELECTOR, "table.rows-and-columns").text
@@ -173,7 +189,7 @@ def test_bulk_verdict_on_a_filtered_page(browser, queue_server, artifacts) -> No
     browser.find_element(By.ID, "bulk-note").send_keys("spot-checked as a batch")
     shot(browser, artifacts, "16-queue-bulk")
     browser.find_element(By.ID, "bulk-reject").click()
-    WebDriverWait(browser, 15).until(lambda driver: "Recorded reject" in body_text(driver))
+    settled(browser).until(lambda driver: "Recorded reject" in body_text(driver))
     assert "Recorded reject for 3 samples as dr-ana" in body_text(browser)
     assert f"{left - 3} samples match" in body_text(browser)
     shot(browser, artifacts, "17-queue-after-bulk")
