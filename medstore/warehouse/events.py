@@ -296,6 +296,7 @@ class DataUseDecision(Event):
     backend: str
     base_url: str | None
     host: str | None
+    addresses: list[str] = []  # what the host resolved to when the decision was made
     rule: str  # embedded | loopback | allowed_remote_host | refused_remote_host
     message: str
 
