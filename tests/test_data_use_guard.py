@@ -150,7 +150,7 @@ def test_a_redirect_is_never_followed(kind: str, demo, subject, tmp_path: Path) 
 def test_a_redirected_startup_check_is_refused() -> None:
     with serve() as elsewhere, redirector(elsewhere.url) as local:
         teacher = OpenAIBackend("m", f"{local}/v1")
-        with pytest.raises(Exception, match="redirects to .* never follows redirects"):
+        with pytest.raises(Exception, match=r"redirects to .* never follows redirects"):
             asyncio.run(teacher.preflight())
         asyncio.run(teacher.aclose())
         assert elsewhere.request_count == 0
