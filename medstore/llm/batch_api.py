@@ -72,6 +72,10 @@ class BatchBackend(Backend):
         self._last_arrival = 0.0
         self._emit: Callable[[Event], Future] | None = None
 
+    @property
+    def secrets(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.secrets
+
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
 

@@ -49,9 +49,16 @@ def decode_body(data: bytes, limit: int, url: str) -> str:
 
 
 async def read_aiohttp(response: Any, limit: int, url: str) -> str:
-    """Read at most ``limit`` + 1 bytes of an aiohttp response, then decode."""
-    data = await response.content.read(limit + 1)
-    return decode_body(data, limit, url)
+    """Read an aiohttp response to its end, stopping once it is past ``limit``, then decode."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return decode_body(b"".join(chunks), limit, url)
 
 
 async def read_httpx(response: Any, limit: int, url: str) -> str:
