@@ -27,22 +27,36 @@ from medstore.warehouse.store import default_db_path
     show_default=True,
     help="Seconds between updates of the raw-output search index while serving.",
 )
+@click.option(
+    "--require-login",
+    is_flag=True,
+    help="Every page needs a reviewer login (required to serve credentialed data beyond "
+    "this machine).",
+)
 @db_option
 def serve(
-    host: str, port: int, review_token: str | None, refresh_interval: float, db_path: str | None
+    host: str,
+    port: int,
+    review_token: str | None,
+    refresh_interval: float,
+    require_login: bool,
+    db_path: str | None,
 ) -> None:
     """Browse the warehouse in Datasette: facets, canned QA queries, provenance pages, charts,
     and reviewer verdicts.
 
-    Reading needs no login. Recording a verdict needs the review token: reviewers log in at
-    /-/medstore/login, scripts send `Authorization: Bearer TOKEN`. The server opens the
-    warehouse read-only, so a run can keep writing to it; new events show on the next page load.
+    Reading needs no login (unless --require-login). Recording a verdict needs the review
+    token: reviewers log in at /-/medstore/login, scripts send `Authorization: Bearer TOKEN`.
+    Datasette opens the warehouse read-only, so a run can keep writing to it; new events show
+    on the next page load. A warehouse holding credentialed data (MIMIC) is served beyond
+    loopback only with --require-login.
 
     \b
     Example:
         python cli.py serve
         python cli.py serve --port 8080 --db runs/consult.db
         MEDSTORE_REVIEW_TOKEN=s3cret python cli.py serve --host 0.0.0.0
+        python cli.py serve --host 0.0.0.0 --require-login --db mimic.db
     """
     from medstore.serve.app import make_datasette, new_review_token, run_server
     from medstore.serve.plugin import TOKEN_ENV
@@ -55,13 +69,33 @@ def serve(
     generated = not token
     token = token or new_review_token()
     try:
-        datasette = make_datasette(path, review_token=token)
+        if not require_login and not is_loopback_host(host) and holds_credentialed_data(path):
+            raise click.ClickException(
+                f"{path} holds credentialed data (MIMIC): serving it on {host} would show it to "
+                "anyone who can reach this machine; add --require-login, or keep --host 127.0.0.1"
+            )
+        datasette = make_datasette(path, review_token=token, require_login=require_login)
     except WarehouseError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"serving {path} at http://{host}:{port}/  (Ctrl-C stops)")
     if generated:
         click.echo(f"review token (log in at /-/medstore/login): {token}")
     run_server(datasette, host=host, port=port, refresh_interval_s=refresh_interval)
+
+
+def is_loopback_host(host: str) -> bool:
+    from medstore.pipeline.data_use import is_loopback_address, resolve
+
+    addresses = resolve(host, None)
+    return bool(addresses) and all(is_loopback_address(a) for a in addresses)
+
+
+def holds_credentialed_data(path: str) -> bool:
+    """Whether any run sent a credentialed source's records through this warehouse."""
+    from medstore.warehouse.store import Warehouse
+
+    with Warehouse(path, readonly=True, require_current=False) as warehouse:
+        return bool(warehouse.select_value("holds_credentialed_data"))
 
 
 @click.command(context_settings=CONTEXT)

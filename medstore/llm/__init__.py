@@ -71,6 +71,12 @@ class BackendOptions(BaseModel):
         "--concurrency.",
     )
     batch_poll: float = Field(30.0, gt=0, description="Seconds between polls of a batch job.")
+    max_reply_bytes: int = Field(
+        2_000_000,
+        ge=1_000,
+        description="Refuse a reply larger than this (it would be stored and quoted back in "
+        "every repair).",
+    )
 
     @model_validator(mode="after")
     def take_deprecated_response_format(self) -> BackendOptions:

@@ -68,6 +68,8 @@ class Backend(ABC):
     """A teacher: given messages, parameters and an optional JSON schema, returns text + usage."""
 
     name: str = "backend"
+    # Values (API keys) that must never reach the log: the run scrubs them from every event.
+    secrets: tuple[str, ...] = ()
 
     def __init__(self, model: str, base_url: str | None = None, timeout: float = 600.0) -> None:
         self.model = model

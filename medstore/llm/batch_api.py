@@ -22,7 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from medstore.llm.base import Backend, Completion, GenerationParams, TransientError
+from medstore.llm.base import Backend, BackendError, Completion, GenerationParams, TransientError
+from medstore.llm.http import is_redirect, read_aiohttp, redirect_error
 from medstore.llm.openai_backend import OpenAIBackend, error_message, parse_chat_completion
 from medstore.llm.prices import BATCH_DISCOUNT
 from medstore.warehouse.events import BatchFinished, BatchSubmitted, Event
@@ -34,6 +35,7 @@ ENDPOINT = "/v1/chat/completions"
 FINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
 MAX_REQUESTS = 50_000  # the Batch API's limit per file
 MAX_POLL_FAILURES = 5
+MAX_FILE_BYTES = 200_000_000  # the Batch API's own limit on a file
 
 
 class BatchAPIError(Exception):
@@ -69,6 +71,10 @@ class BatchBackend(Backend):
         self._flusher: asyncio.Task | None = None
         self._last_arrival = 0.0
         self._emit: Callable[[Event], Future] | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.secrets
 
     def identity(self) -> dict[str, Any]:
         return self.inner.identity()
@@ -267,11 +273,14 @@ class BatchBackend(Backend):
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             async with self.inner.session().request(
-                method, f"{self.base_url}{path}", **kwargs
+                method, f"{self.base_url}{path}", allow_redirects=False, **kwargs
             ) as response:
-                status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BatchAPIError(f"{method} {path}: {exc!r}") from exc
+                status, headers = response.status, response.headers
+                text = await read_aiohttp(response, MAX_FILE_BYTES, f"{self.base_url}{path}")
+        except (aiohttp.ClientError, TimeoutError, BackendError) as exc:
+            raise BatchAPIError(f"{method} {path}: {exc}") from exc
+        if is_redirect(status):
+            raise BatchAPIError(str(redirect_error(status, headers, f"{self.base_url}{path}")))
         if status >= 400:
             raise BatchAPIError(f"{method} {path}: HTTP {status}: {error_message(text)}")
         return json.loads(text)
@@ -290,14 +299,15 @@ class BatchBackend(Backend):
 
     async def _download(self, file_id: str) -> str:
         try:
-            async with self.inner.session().get(
-                f"{self.base_url}/files/{file_id}/content"
-            ) as response:
+            url = f"{self.base_url}/files/{file_id}/content"
+            async with self.inner.session().get(url, allow_redirects=False) as response:
+                if is_redirect(response.status):
+                    raise BatchAPIError(str(redirect_error(response.status, response.headers, url)))
                 if response.status >= 400:
                     raise BatchAPIError(f"file {file_id}: HTTP {response.status}")
-                return await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BatchAPIError(f"file {file_id}: {exc!r}") from exc
+                return await read_aiohttp(response, MAX_FILE_BYTES, url)
+        except (aiohttp.ClientError, TimeoutError, BackendError) as exc:
+            raise BatchAPIError(f"file {file_id}: {exc}") from exc
 
     async def aclose(self) -> None:
         for task in [*self._pollers.values(), self._flusher]:

@@ -31,6 +31,7 @@ def openai(options: BackendOptions) -> Backend:
         options.timeout,
         api_key_env=options.api_key_env,
         structured_output=options.structured_output,
+        max_reply_bytes=options.max_reply_bytes,
     )
 
 
@@ -42,6 +43,7 @@ def ollama(options: BackendOptions) -> Backend:
         options.base_url or os.environ.get("MEDSTORE_BASE_URL"),
         options.timeout,
         structured_output=options.structured_output,
+        max_reply_bytes=options.max_reply_bytes,
     )
 
 

@@ -26,6 +26,13 @@ from medstore.llm.base import (
     TransientError,
     is_loopback_url,
 )
+from medstore.llm.http import (
+    DEFAULT_MAX_REPLY_BYTES,
+    PinnedResolver,
+    is_redirect,
+    read_aiohttp,
+    redirect_error,
+)
 from medstore.llm.negotiate import NegotiatedStructuredOutput, Negotiator
 from medstore.llm.structured import (
     OPENAI_AUTO,
@@ -79,9 +86,11 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
         timeout: float = 600.0,
         api_key_env: str = "OPENAI_API_KEY",
         structured_output: str = "auto",
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         super().__init__(model, (base_url or DEFAULT_BASE_URL).rstrip("/"), timeout)
         self.api_key_env = api_key_env
+        self.max_reply_bytes = max_reply_bytes
         self.negotiator = Negotiator(structured_output, OPENAI_AUTO, OPENAI_MODES, self.name)
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -91,16 +100,30 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
                     f"(export {api_key_env}=... or use --api-key-env NAME)"
                 )
             api_key = "not-needed"  # local servers (vLLM, llama.cpp, Ollama) ignore it
+        else:
+            self.secrets = (api_key,)  # scrubbed from every event the run writes
         # The key lives only in this header, never in an event.
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
+        self._pins: dict[str, list[str]] | None = None
+
+    def pin_addresses(self, host: str, addresses: list[str]) -> None:
+        """Connect to ``host`` only at these addresses (the data-use guard's decision)."""
+        self._pins = {host: list(addresses)}
+        if self._session is not None and not self._session.closed:
+            raise RuntimeError("pin_addresses must come before the first request")
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                connector=aiohttp.TCPConnector(
+                    limit=0,
+                    keepalive_timeout=60,
+                    resolver=PinnedResolver(self._pins) if self._pins else None,
+                ),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False,  # no proxy variables: see medstore/llm/http.py
             )
         return self._session
 
@@ -109,10 +132,15 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
             async with self.session().get(
                 f"{self.base_url}/models",
                 timeout=aiohttp.ClientTimeout(total=min(self.timeout, 10)),
+                allow_redirects=False,
             ) as response:
-                status = response.status
+                status, headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"cannot reach {self.base_url}: {exc!r}") from exc
+        if is_redirect(status):
+            raise BackendUnavailable(
+                str(redirect_error(status, headers, f"{self.base_url}/models"))
+            )
         if status == 401:
             raise BackendUnavailable(
                 f"{self.base_url} refused the API key in {self.api_key_env} (401)"
@@ -149,10 +177,12 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
         data = orjson.dumps(self.request_body(messages, params, schema))
         started = time.perf_counter()
         try:
-            async with self.session().post(url, data=data, headers=JSON_CONTENT) as response:
+            async with self.session().post(
+                url, data=data, headers=JSON_CONTENT, allow_redirects=False
+            ) as response:
                 status = response.status
                 headers = response.headers
-                body = await response.text()
+                body = await read_aiohttp(response, self.max_reply_bytes, url)
         except TimeoutError as exc:
             raise TransientError("timeout", f"no answer within {self.timeout:g} s") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -160,6 +190,8 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
         except aiohttp.ClientError as exc:
             raise TransientError("connection", f"connection failed: {exc!r}") from exc
         wire_ms = (time.perf_counter() - started) * 1000
+        if is_redirect(status):
+            raise redirect_error(status, headers, url)
         if status >= 400:
             raise self.http_error(status, headers, body, self.dialect(params, schema))
         completion = parse_chat_completion(body)
@@ -205,6 +237,8 @@ def parse_chat_completion(body: str) -> Completion:
         text = choice["message"].get("content") or ""
     except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise TransientError("bad_response", f"unreadable response body: {body[:80]!r}") from exc
+    if not isinstance(text, str):
+        raise TransientError("bad_response", f"message content is not text: {text!r:.80}")
     usage = data.get("usage") or {}
     return Completion(
         text=text,

@@ -72,7 +72,7 @@ class TaskContext:
         envelope = Envelope(
             self.runner.run_id, self.runner.recipe.name, self.task.key, stage, attempt, parent
         )
-        record = make_record(event, envelope)
+        record = make_record(event, envelope, self.runner.secrets)
         self.futures.append(self.runner.writer.submit([record]))
         return record
 

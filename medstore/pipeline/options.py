@@ -67,6 +67,12 @@ class RunOptions(BaseModel):
         description="Stop cleanly before spending more than this many USD.",
         json_schema_extra={"cli": {"metavar": "USD"}},
     )
+    max_source_bytes: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Skip a source record larger than this as JSON (it would go into every "
+        "prompt of its task).",
+    )
     lease_seconds: float = Field(
         300.0,
         gt=0,

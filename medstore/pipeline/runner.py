@@ -100,6 +100,8 @@ class Runner:
             else None
         )
         self._progress: RunProgress | None = None
+        # API keys: scrubbed from every event of the run (a server may echo them back).
+        self.secrets: tuple[str, ...] = tuple(s for s in backend.secrets if len(s) >= 8)
         self._workers: list[asyncio.Task] = []
         self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
         self._lost: set[str] = set()
@@ -116,8 +118,20 @@ class Runner:
         """Read the whole source (errors surface before anything is written) and pick the work."""
         tasks: list[Task] = []
         skips: list[Skip] = []
+        limit = self.options.max_source_bytes
         for item in self.recipe.read_source(source):
-            (skips if isinstance(item, Skip) else tasks).append(item)
+            if isinstance(item, Skip):
+                skips.append(item)
+            elif (size := len(canonical_json(item.record).encode())) > limit:
+                skips.append(
+                    Skip(
+                        item.source_id,
+                        "source record too large",
+                        f"{size:,} bytes as JSON, over --max-source-bytes {limit:,}",
+                    )
+                )
+            else:
+                tasks.append(item)
         if self.options.limit is not None:
             tasks = tasks[: self.options.limit]
         if self.options.shard is not None:  # after --limit: shards of one run partition its tasks
@@ -161,7 +175,7 @@ class Runner:
     def submit(self, *events: Event) -> Future:
         """Run-level events (no task), through the one writer."""
         envelope = Envelope(self.run_id, self.recipe.name)
-        return self.writer.submit([make_record(event, envelope) for event in events])
+        return self.writer.submit([make_record(event, envelope, self.secrets) for event in events])
 
     def record_start(self, tasks: list[Task], skips: list[Skip], todo: list[Task]) -> None:
         """run_started (with everything that shapes the run) and the skipped source records."""

@@ -16,20 +16,23 @@ from pathlib import Path
 from datasette.app import Datasette
 
 from medstore.serve.metadata import database_name
-from medstore.serve.search import ensure_search_index, refresh_search_index
+from medstore.serve.search import refresh_search_index
 from medstore.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 
 
 def prepare_warehouse(db_path: str | Path) -> None:
-    """Migrate, install views and the search index before Datasette opens the file read-only."""
-    with Warehouse(db_path) as warehouse:
-        ensure_search_index(warehouse.conn)
+    """Check it is a current warehouse (nothing is migrated: an older one is refused with the
+    command that updates it), then bring the derived search index up to date: with reviewer
+    verdicts, the only thing `serve` writes."""
+    Warehouse(db_path, readonly=True).close()
     refresh_search_index(db_path)
 
 
-def make_datasette(db_path: str | Path, *, review_token: str | None = None) -> Datasette:
+def make_datasette(
+    db_path: str | Path, *, review_token: str | None = None, require_login: bool = False
+) -> Datasette:
     """A Datasette instance on the warehouse with the medstore plugin configured for it."""
     from medstore.serve import plugin
 
@@ -49,7 +52,9 @@ def make_datasette(db_path: str | Path, *, review_token: str | None = None) -> D
     )
     if database not in datasette.databases:
         raise RuntimeError(f"Datasette named the warehouse {list(datasette.databases)}")
-    plugin.configure(datasette, path, database, review_token or new_review_token())
+    plugin.configure(
+        datasette, path, database, review_token or new_review_token(), require_login=require_login
+    )
     return datasette
 
 

@@ -209,7 +209,7 @@ def build_metadata(warehouse: Warehouse, database: str) -> dict[str, Any]:
         ),
         "databases": {
             database: {
-                "description": f"The event log and its derived views ({warehouse.path}).",
+                "description": "The event log and its derived views.",
                 "tables": tables,
                 "queries": canned,
             }

@@ -6,7 +6,6 @@ and browser forms carry Datasette's CSRF token."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
 from datasette.utils import tilde_decode, tilde_encode
@@ -14,6 +13,7 @@ from datasette.utils.asgi import Forbidden, NotFound, Response
 
 from medstore.serve import charts as serve_charts
 from medstore.serve import readable
+from medstore.serve.auth import safe_next
 from medstore.serve.plugin import REVIEW_ACTION, is_reviewer, settings
 from medstore.serve.story import UnknownTask, sample_story, task_story
 from medstore.warehouse.provenance import UnknownSample
@@ -43,9 +43,7 @@ RENDERERS = {
 
 async def task_page(datasette, request) -> Response:
     """Every task, whatever its state: its story in order, its final state and why."""
-    config = settings(datasette)
-    if config is None:
-        raise NotFound("not a medstore warehouse")
+    config = await readable_settings(datasette, request)
     recipe = tilde_decode(request.url_vars["recipe"])
     task_key = tilde_decode(request.url_vars["task_key"])
 
@@ -74,9 +72,7 @@ async def task_page(datasette, request) -> Response:
 
 
 async def sample_page(datasette, request) -> Response:
-    config = settings(datasette)
-    if config is None:
-        raise NotFound("not a medstore warehouse")
+    config = await readable_settings(datasette, request)
     sample_id = tilde_decode(request.url_vars["sample_id"])
 
     def load() -> dict[str, Any]:
@@ -157,23 +153,28 @@ async def review_sample(datasette, request) -> Response:
 
 
 async def login(datasette, request) -> Response:
-    """Reviewer login: the review token printed (or set) at `serve` time, plus a name."""
+    """Reviewer login: the review token printed (or set) at `serve` time, plus a name. Failed
+    attempts are throttled per client address."""
     config = settings(datasette)
     if config is None:
         raise NotFound("not a medstore warehouse")
     next_path = request.args.get("next") or "/"
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         form = await request.post_vars()
         next_path = form.get("next") or "/"
         name = (form.get("reviewer") or "").strip()
-        token = (form.get("token") or "").strip()
+        client = (request.scope.get("client") or ("?",))[0]
+        wait = config.throttle.wait_seconds(client)
         if config.review_token is None:
-            error = REVIEWING_OFF
+            error, status = REVIEWING_OFF, 403
+        elif wait:
+            error, status = f"Too many failed logins: try again in {wait:.0f} s.", 429
         elif not name:
-            error = "Give your name: it is recorded with every verdict."
-        elif not hmac.compare_digest(token, config.review_token):
-            error = "That is not the review token this server was started with."
+            error, status = "Give your name: it is recorded with every verdict.", 403
+        elif not config.review_token.matches((form.pop("token", "") or "").strip()):
+            config.throttle.failed(client)
+            error, status = "That is not the review token this server was started with.", 403
         else:
             response = Response.redirect(safe_next(next_path))
             response.set_cookie(
@@ -194,19 +195,26 @@ async def login(datasette, request) -> Response:
             },
             request=request,
         ),
-        status=403 if error else 200,
+        status=status,
     )
 
 
-def safe_next(path: str) -> str:
-    """Only redirect within this site."""
-    return path if path.startswith("/") and not path.startswith("//") else "/"
-
-
-async def charts(datasette, request) -> Response:
+async def readable_settings(datasette: Any, request: Any) -> Any:
+    """The warehouse's settings if this request may read its pages: a wrong Authorization
+    header never may, and with --require-login only a logged-in reviewer may."""
     config = settings(datasette)
     if config is None:
         raise NotFound("not a medstore warehouse")
+    actor = request.actor or {}
+    if actor.get("medstore_invalid_credentials"):
+        raise Forbidden("the Authorization header does not hold this server's review token")
+    if config.require_login and not is_reviewer(actor):
+        raise Forbidden("this warehouse holds credentialed data: log in at /-/medstore/login")
+    return config
+
+
+async def charts(datasette, request) -> Response:
+    config = await readable_settings(datasette, request)
     db = datasette.get_database(config.database)
 
     figures = await db.execute_fn(serve_charts.draw_all)

@@ -14,7 +14,8 @@ from urllib.parse import parse_qs, urlencode
 from datasette.utils.asgi import Forbidden, NotFound, Response
 
 from medstore.serve import readable
-from medstore.serve.pages import safe_next, sample_path, task_path
+from medstore.serve.auth import safe_next
+from medstore.serve.pages import readable_settings, sample_path, task_path
 from medstore.serve.plugin import REVIEW_ACTION, settings, static_name
 from medstore.warehouse.review import ReviewError, record_reviews
 from medstore.warehouse.samples import (
@@ -144,7 +145,7 @@ async def render(datasette, request, template: str, context: dict[str, Any], sta
 
 async def queue_page(datasette, request) -> Response:
     """The list: filters, progress, one page of samples, and the bulk verdict form."""
-    config = warehouse_of(datasette)
+    config = await readable_settings(datasette, request)
     try:
         where = parse_filter(request.args)
         page = whole_number(request.args, "page", 1, 10**9)
@@ -193,7 +194,7 @@ async def queue_page(datasette, request) -> Response:
 async def item_page(datasette, request) -> Response:
     """One sample of the queue: the sample first, then the verdict buttons (a, r) and the way
     on (n, p). ``sample_id`` shows that sample, ``after``/``before`` the neighbour of one."""
-    config = warehouse_of(datasette)
+    config = await readable_settings(datasette, request)
     try:
         where = parse_filter(request.args)
     except BadFilter as exc:

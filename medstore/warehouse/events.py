@@ -300,6 +300,7 @@ class DataUseDecision(Event):
     backend: str
     base_url: str | None
     host: str | None
+    addresses: list[str] = []  # what the host resolved to when the decision was made
     rule: str  # embedded | loopback | allowed_remote_host | refused_remote_host
     message: str
 
@@ -344,9 +345,32 @@ class EventRecord:
     blobs: dict[str, str] = field(default_factory=dict)
 
 
-def make_record(event: Event, envelope: Envelope) -> EventRecord:
-    """Turn a typed event into a row, moving long texts into content-addressed blobs."""
+REDACTED = "[redacted]"
+
+
+def redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every occurrence of each secret replaced, however deep in it."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    return value
+
+
+def make_record(event: Event, envelope: Envelope, secrets: tuple[str, ...] = ()) -> EventRecord:
+    """Turn a typed event into a row, moving long texts into content-addressed blobs.
+
+    ``secrets`` (a backend's API keys) are replaced in every text first, blobs included: a
+    server that echoes the key in an error message or an answer does not get it logged.
+    """
     payload = event.model_dump(mode="json")
+    if secrets:
+        payload = redact(payload, secrets)
     blobs: dict[str, str] = {}
     for name in event.blob_fields:
         text = payload.pop(name)

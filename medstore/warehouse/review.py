@@ -13,6 +13,7 @@ from medstore.warehouse.events import Envelope, ReviewVerdict
 from medstore.warehouse.store import Warehouse
 
 VERDICTS = ("accept", "reject")
+MAX_NOTE_CHARS = 4_000  # a note explains a verdict; a bigger one bloats every page showing it
 
 
 class ReviewError(ValueError):
@@ -47,6 +48,8 @@ def record_reviews(
         raise ReviewError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
     if not reviewer.strip():
         raise ReviewError("a review needs the reviewer's name")
+    if len(note) > MAX_NOTE_CHARS:
+        raise ReviewError(f"the note has {len(note):,} characters; at most {MAX_NOTE_CHARS:,}")
     if not sample_ids:
         raise ReviewError("no samples chosen: tick at least one")
     with Warehouse(db_path) as warehouse:

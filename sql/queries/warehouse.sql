@@ -136,3 +136,7 @@ SELECT
     ) AS closed
 FROM (SELECT 1)
 LEFT JOIN claim;
+
+-- name: holds_credentialed_data$
+-- Whether a credentialed source (MIMIC) was ever decided on in this warehouse.
+SELECT EXISTS (SELECT 1 FROM events WHERE event_type = 'data_use_decision');

@@ -9,7 +9,6 @@ nothing on a Datasette instance that serves no warehouse.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
@@ -21,6 +20,8 @@ from datasette import hookimpl
 from datasette.plugins import pm
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
+
+from medstore.serve.auth import LoginThrottle, SecretToken, bearer
 
 PLUGIN_NAME = "medstore"
 REVIEW_ACTION = "medstore-review"
@@ -53,18 +54,28 @@ class ServeSettings:
 
     db_path: str
     database: str
-    review_token: str | None  # None: nobody can record verdicts
-    metadata: dict[str, Any] = field(default_factory=dict)
+    review_token: SecretToken | None  # None: nobody can record verdicts
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    require_login: bool = False  # every page needs a reviewer (credentialed data served widely)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle, repr=False)
 
 
-def configure(datasette: Any, db_path: str, database: str, review_token: str | None) -> None:
+def configure(
+    datasette: Any,
+    db_path: str,
+    database: str,
+    review_token: str | None,
+    *,
+    require_login: bool = False,
+) -> None:
     """Serve ``database`` (the file ``db_path``) as a medstore warehouse."""
     from medstore.serve.metadata import build_metadata
     from medstore.warehouse.store import Warehouse
 
     with Warehouse(db_path, readonly=True, require_current=False) as warehouse:
         metadata = build_metadata(warehouse, database)
-    datasette.medstore = ServeSettings(db_path, database, review_token, metadata)
+    token = SecretToken(review_token) if review_token else None
+    datasette.medstore = ServeSettings(db_path, database, token, metadata, require_login)
 
 
 def settings(datasette: Any) -> ServeSettings | None:
@@ -221,21 +232,40 @@ def folded(summary: str, body: Markup) -> Markup:
 # Auth -------------------------------------------------------------------------------------------
 @hookimpl
 def actor_from_request(datasette, request):
-    """API clients authenticate with ``Authorization: Bearer <review token>``."""
+    """API clients authenticate with ``Authorization: Bearer <review token>``; a wrong or
+    malformed one is marked, so that every medstore page refuses the request."""
     config = settings(datasette)
-    header = request.headers.get("authorization", "")
-    if config is None or config.review_token is None or not header.startswith("Bearer "):
+    token = bearer(request.headers)
+    if config is None or token is None:
         return None
-    if hmac.compare_digest(header[len("Bearer ") :].strip(), config.review_token):
+    if config.review_token is not None and config.review_token.matches(token):
         return {"id": "api", "medstore_reviewer": True}
-    return None
+    return {"id": "invalid-bearer", "medstore_invalid_credentials": True}
 
 
 @hookimpl
 def permission_allowed(datasette, actor, action):
-    if action == REVIEW_ACTION and settings(datasette) is not None:
+    config = settings(datasette)
+    if config is None:
+        return None
+    if actor and actor.get("medstore_invalid_credentials"):
+        return False  # a wrong Authorization header gets nothing, not an anonymous view
+    if action == REVIEW_ACTION:
+        return is_reviewer(actor)
+    if config.require_login and action in ("view-instance", "view-database", "view-table"):
         return is_reviewer(actor)
     return None
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    """On a medstore warehouse: a plain error page (no path, no locals printed anywhere) and one
+    log line; Datasette's own handler prints every frame's locals to the console."""
+    if settings(datasette) is None:
+        return None
+    from medstore.serve.errors import error_response
+
+    return error_response(datasette, request, exception)
 
 
 # Pages ------------------------------------------------------------------------------------------
