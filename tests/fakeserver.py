@@ -34,6 +34,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -151,6 +152,13 @@ class _HTTPServer(ThreadingHTTPServer):
         with self.sockets_lock:
             self.open_sockets.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-request (a cancelled task, a retry) is normal traffic; the
+        # default handler prints a traceback into whatever sys.stderr is (CliRunner's output).
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_open_sockets(self) -> None:
         with self.sockets_lock:
