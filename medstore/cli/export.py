@@ -9,6 +9,8 @@ import click
 from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
 from medstore.hookspecs import hookimpl
 from medstore.plugins import get_recipe
+from medstore.training.export_files import FORMATS
+from medstore.training.export_pairs import KINDS
 
 
 @click.command(context_settings=CONTEXT)
@@ -21,10 +23,20 @@ from medstore.plugins import get_recipe
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "arrow", "parquet"]),
+    type=click.Choice(FORMATS),
     default="arrow",
     show_default=True,
-    help="jsonl: one object per line; arrow: a `datasets` folder (load_from_disk); parquet.",
+    help="jsonl: one object per line; arrow: a `datasets` folder (load_from_disk); parquet; "
+    "hf-hub-ready: Parquet in the Hub's layout with a card `load_dataset` and `push_to_hub` "
+    "take.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="sft",
+    show_default=True,
+    help="sft: the samples (messages, prompt/completion); preference: DPO pairs (prompt, "
+    "chosen, rejected) from the log, where the recipe has them (medec-cot).",
 )
 @click.option(
     "--out",
@@ -54,6 +66,7 @@ from medstore.plugins import get_recipe
 def export(
     recipe_name: str,
     fmt: str,
+    kind: str,
     out_dir: str | None,
     include_fallbacks: bool,
     splits_text: str | None,
@@ -61,13 +74,14 @@ def export(
     db_path: str | None,
     as_json: bool,
 ) -> None:
-    """Export a recipe's dataset with a chat `messages` column, manifest.json and a dataset card.
+    """Export a recipe's dataset with chat columns, manifest.json and a dataset card.
 
     Reads the recipe's dataset view (accepted, deduplicated, balanced where the recipe demands
     it, reviewer-rejected samples left out). Splits are by group (a MEDEC note, a scenario, a
     consultation, a MIMIC subject): every sample of a group goes to the split its group key
     hashes to, and keeps it when samples are added. Rows are sorted and no file holds a
-    timestamp: re-exporting unchanged data gives identical files. The export is recorded as an
+    timestamp: re-exporting unchanged data gives identical files. Column types are declared
+    per recipe, so every export has the same schema. The export is recorded as an
     `export_written` event.
 
     \b
@@ -75,6 +89,8 @@ def export(
         python cli.py export --recipe consult --format arrow --out exports/consult
         python cli.py export --recipe medec-cot --splits train=0.8,validation=0.1,test=0.1
         python cli.py export --recipe hierarchical --format jsonl --include-fallbacks
+        python cli.py export --recipe medec-cot --format hf-hub-ready --out exports/medec-hub
+        python cli.py export --recipe medec-cot --kind preference --out exports/medec-dpo
         python cli.py train --data exports/consult --out runs/consult-lora
     """
     from medstore.training.export import ExportError, export_dataset
@@ -95,6 +111,7 @@ def export(
                 out_dir or f"exports/{recipe_name}",
                 include_fallbacks=include_fallbacks,
                 splits=splits,
+                kind=kind,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -102,6 +119,7 @@ def export(
         "export_id": result.export_id,
         "out_dir": str(result.out_dir),
         "format": result.format,
+        "kind": result.manifest["kind"],
         "counts": result.counts,
         "manifest_hash": result.manifest_hash,
         "event_id": result.event_id,
@@ -136,7 +154,10 @@ def render_summary(result: Any, recipe_name: str) -> str:
     left_out = sum(result.manifest["counts"]["left_out_for_balance"].values())
     if left_out:
         lines.append(f"note: {left_out} rows left out to keep the labels balanced in every split")
-    if not result.manifest["counts"]["with_messages"]:
+    if result.manifest["kind"] == "preference":
+        pairs = result.manifest["counts"]["samples_with_pairs"]
+        lines.append(f"preference pairs (prompt, chosen, rejected) of {pairs} samples")
+    elif not result.manifest["counts"]["with_messages"]:
         lines.append(f"note: recipe {recipe_name} has no chat form, so no messages column")
     return "\n".join(lines)
 

@@ -72,6 +72,12 @@ class Recipe:
     group_by: ClassVar[str] = "task"
     # Labels an export keeps balanced (as many of each) inside every split.
     balanced_labels: ClassVar[tuple[str, ...]] = ()
+    # The export's column type of each sample field ("string", "int64", "float64", "bool",
+    # "json", {field: type} for a struct, [type] for a list; undeclared fields are "json"), so
+    # Arrow and Parquet types never depend on the data (see medstore.training.export_features).
+    export_features: ClassVar[dict[str, Any]] = {}
+    # Stages whose rejected outputs can make a preference pair (see ``rejected_sample``).
+    preference_stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: RecipeOptions | dict[str, Any] | None = None) -> None:
         if isinstance(options, self.Options):
@@ -105,6 +111,14 @@ class Recipe:
     def to_messages(self, sample: dict[str, Any]) -> list[dict[str, str]]:
         """The sample as a chat (system / user / assistant) for supervised fine-tuning."""
         raise NotImplementedError(f"recipe {self.name} has no chat form")
+
+    def rejected_sample(
+        self, sample: dict[str, Any], stage: str, raw_output: str, errors: list[str]
+    ) -> dict[str, Any] | None:
+        """The accepted ``sample`` as a rejected output of ``stage`` (its raw text and the
+        validation errors it got) would have made it, for a preference pair's rejected answer;
+        None when that output makes no pair. Only called for ``preference_stages``."""
+        return None
 
     def report(self, warehouse: Any) -> dict[str, Any]:
         """Figures for `cli.py report`: tasks by state, labels, reasons. Recipes add their own."""

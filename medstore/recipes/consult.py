@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, Field
 
 from medstore.checks.icd10 import is_icd10_code, known_codes
 from medstore.recipes.base import Recipe, Stage, Task
+from medstore.recipes.features import model_spec
 from medstore.resources import resource_dir
 from medstore.sources.scenarios import load_scenarios
 from medstore.warehouse.hashing import utc_now
@@ -191,6 +192,14 @@ class ConsultRecipe(Recipe):
         return sample["expert_output_json"]["risk_assessment"]["level"]
 
     group_by = "scenario id"
+    export_features: ClassVar[dict[str, Any]] = {
+        "case_id": "string",
+        "specialty": "string",
+        "patient_profile": model_spec(PatientProfile),
+        "dialogue": [model_spec(Turn)],
+        "expert_output_text": "string",
+        "expert_output_json": model_spec(ExpertOutput),
+    }
 
     def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
         return f"consult:{sample['case_id']}"

@@ -25,7 +25,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from statistics import mean, median
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -177,6 +177,15 @@ class HierarchicalRecipe(Recipe):
         return severity(sample.get("Status"))
 
     group_by = "consultation id"
+    # The source's own columns are text; any other column a source file has is stored as json.
+    export_features: ClassVar[dict[str, Any]] = {
+        "Description": "string",
+        "Patient": "string",
+        "Doctor": "string",
+        "Status": "string",
+        "_original_doctor": "string",
+        "_conversion_success": "bool",
+    }
 
     def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
         return f"hierarchical:{task_key.split(':')[1]}"  # the task's source id: the consultation

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from medstore.checks.entities import changed_terms, mentions_any, sentence_similarity
+from medstore.checks.parsing import ParseError, extract_json
 from medstore.recipes.base import Recipe, Skip, Stage, Task
 from medstore.sources.medec import MedecNote, MedecPair, default_medec_path, read_medec
 
@@ -254,6 +255,57 @@ class MedecCotRecipe(Recipe):
         return sample["label"]
 
     group_by = "MEDEC note (Text ID)"
+    export_features: ClassVar[dict[str, Any]] = {
+        "note_id": "string",
+        "pair_id": "string",
+        "role": "string",
+        "task": "string",
+        "note": "string",
+        "reasoning": "string",
+        "label": "string",
+        "error_type": "string",
+        "error_details": {
+            "error_sentence_id": "int64",
+            "error_sentence": "string",
+            "corrected_sentence": "string",
+            "identified_sentence": "string",
+            "proposed_correction": "string",
+            "match_score": "float64",
+        },
+        "source_note": "string",
+    }
+    # A critic output with the wrong verdict, rejected by critic_matches_truth, is the rejected
+    # answer of a pair whose chosen answer is the task's verified trace.
+    preference_stages = ("critic",)
+
+    def rejected_sample(
+        self, sample: dict[str, Any], stage: str, raw_output: str, errors: list[str]
+    ) -> dict[str, Any] | None:
+        """The critic sample as a wrong-verdict output would have written it: the teacher's own
+        reasoning, verdict, sentence and correction. Other failures (a wrong sentence, a short
+        trace, unparseable JSON) make no pair."""
+        if stage != "critic" or sample["role"] != "critic":
+            return None
+        if not any(error.startswith("verdict:") for error in errors):
+            return None
+        try:
+            critic = CriticOutput.model_validate(extract_json(raw_output))
+        except (ParseError, ValidationError):
+            return None
+        if critic.verdict == sample["label"]:
+            return None
+        details = None
+        if critic.verdict == "ERROR":
+            details = {
+                "error_sentence": critic.error_sentence or "",
+                "corrected_sentence": critic.correction or "",
+            }
+        return {
+            **sample,
+            "reasoning": as_trace(critic.reasoning),
+            "label": critic.verdict,
+            "error_details": details,
+        }
 
     def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
         return f"medec:{sample['pair_id']}"  # all four variants of a note, in one split

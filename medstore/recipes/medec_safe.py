@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +33,7 @@ from medstore.checks.entities import (
     mentions_any,
 )
 from medstore.recipes.base import Recipe, RecipeOptions, Skip, Stage, Task
+from medstore.recipes.features import model_spec
 from medstore.sources.medec import (
     MedecNote,
     MedecPair,
@@ -295,6 +296,23 @@ class MedecSafeRecipe(Recipe):
 
     group_by = "MEDEC note (Text ID)"
     balanced_labels = (CORRECT, INCORRECT)
+    export_features: ClassVar[dict[str, Any]] = {
+        "note_id": "string",
+        "note": "string",
+        "label": "string",
+        "original_note_id": "string",
+        "source": "string",
+        "error_type": "string",
+        "error_location": "string",
+        "correction": "string",
+        "metadata": {
+            "generation_type": "string",
+            "split": "string",
+            "error_sentence_id": "int64",
+            "entity_preservation": "json",  # by_kind's keys vary with the note
+        },
+        "reasoning": model_spec(ErrorReasoning),
+    }
 
     def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
         return f"medec:{sample['original_note_id']}"  # a note's paraphrase and as-is note together

@@ -14,11 +14,12 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from medstore.recipes.base import CredentialedOptions, Recipe, Skip, SourceError, Stage, Task
+from medstore.recipes.features import model_spec
 from medstore.sources.mimic import MIMIC_DIR_ENV
 
 PHASES = ("admission", "hospital_course", "discharge")
@@ -255,6 +256,14 @@ class MimicDialogueRecipe(Recipe):
         return f"admission-{sample['admission_seq']}"
 
     group_by = "MIMIC subject_id"
+    export_features: ClassVar[dict[str, Any]] = {
+        "subject_id": "int64",
+        "hadm_id": "int64",
+        "admission_seq": "int64",
+        "packet_hash": "string",
+        "hospital_days": "int64",
+        "turns": [model_spec(Turn)],
+    }
 
     def group_key(self, task_key: str, sample: dict[str, Any]) -> str:
         return f"mimic:{sample['subject_id']}"  # every admission of a patient, in one split

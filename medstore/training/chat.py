@@ -39,3 +39,11 @@ def chat_messages(recipe: Recipe, sample: dict[str, Any]) -> tuple[list[dict] | 
             content = new_content
         result.append({"role": message["role"], "content": content})
     return result, converted
+
+
+def prompt_completion(messages: list[dict[str, str]]) -> tuple[list[dict], list[dict]]:
+    """The chat as TRL's conversational prompt/completion: every turn before the last, and the
+    last (the assistant's answer the loss is on)."""
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError("a chat for training ends with the assistant's answer")
+    return messages[:-1], messages[-1:]

@@ -40,19 +40,38 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def card_licence(licences: list[str]) -> str:
+    """The Hub's licence id: cc-by-4.0 when MEDEC (CC BY 4.0) is the only source, else other."""
+    if licences and all("CC BY 4.0" in line for line in licences):
+        return "cc-by-4.0"
+    return "other"
+
+
 def front_matter(manifest: dict[str, Any]) -> str:
-    """The Hugging Face card header: name, licence, tags."""
+    """The Hugging Face card header: name, licence, task categories, tags, and for an
+    hf-hub-ready export the `configs` that map each data file to its split."""
     name = manifest["recipe"]["name"]
     tags = ["medical", "synthetic", "medstore", name]
+    if manifest.get("kind") == "preference":
+        tags.append("dpo")
+    if manifest["credentialed_source"]:
+        tags.append("credentialed-data")
     lines = [
         "---",
         f"pretty_name: medstore {name} ({manifest['export_id']})",
-        "license: other",
+        f"license: {card_licence(manifest['licences'])}",
+        "language:",
+        "- en",
+        "task_categories:",
+        "- text-generation",
         "tags:",
         *(f"- {tag}" for tag in tags),
-        "---",
     ]
-    return "\n".join(lines)
+    if manifest["format"] == "hf-hub-ready":
+        lines += ["configs:", "- config_name: default", "  data_files:"]
+        for split, path in manifest["files"].items():
+            lines += [f"  - split: {split}", f"    path: {path}"]
+    return "\n".join([*lines, "---"])
 
 
 def balance_table(counts: dict[str, Any]) -> str:
@@ -104,15 +123,36 @@ def contents(manifest: dict[str, Any]) -> list[str]:
         f"Split by {split['group_key']}: every row of one group is in the same split. "
         f"Split rule: {split['rule']} (shares {shares}).",
         f"Columns: {', '.join(f'`{c}`' for c in manifest['columns'])}. "
+        + columns_note(manifest)
+        + " Column types are declared (`features` in `manifest.json`), not inferred, so every "
+        "export of this recipe has the same schema"
         + (
-            "`messages` is a system / user / assistant chat for supervised fine-tuning; reasoning "
-            "traces are wrapped in `<think>…</think>` in the assistant turn."
-            if counts["with_messages"]
-            else "This recipe has no chat form, so there is no `messages` column."
+            f"; {', '.join(f'`{c}`' for c in manifest['json_encoded_columns'])} hold JSON text."
+            if manifest["json_encoded_columns"]
+            else "."
         ),
         f"Balance by label:\n\n{balance_table(counts)}",
         *balance_note(manifest),
     ]
+
+
+def columns_note(manifest: dict[str, Any]) -> str:
+    if manifest.get("kind") == "preference":
+        return (
+            "A preference (DPO) export: `prompt` is the system and user turns, `chosen` the "
+            "verified answer and `rejected` an answer of the same teacher that validation turned "
+            "down (its response event is `rejected_event_id`, the checks it failed "
+            "`rejected_errors`), both from the event log; reasoning is wrapped in "
+            "`<think>…</think>`."
+        )
+    if manifest["counts"]["with_messages"]:
+        return (
+            "`messages` is a system / user / assistant chat for supervised fine-tuning, and "
+            "`prompt` / `completion` the same chat split before the assistant's answer (TRL's "
+            "conversational prompt-completion form, for completion-only loss); reasoning traces "
+            "are wrapped in `<think>…</think>` in the assistant turn."
+        )
+    return "This recipe has no chat form, so there is no `messages` column."
 
 
 def balance_note(manifest: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ import orjson
 
 from medstore.recipes.base import Recipe
 from medstore.training.dataset_card import render_card
+from medstore.training.export_features import column_specs
 from medstore.training.export_files import (
     CARD,
     FORMATS,
@@ -32,9 +33,12 @@ from medstore.training.export_files import (
     write_files,
 )
 from medstore.training.export_manifest import build_manifest
+from medstore.training.export_pairs import KINDS, PREFERENCE_FIELDS, build_preference_rows
 from medstore.training.export_rows import (
+    BASE_COLUMNS,
     DEFAULT_SPLITS,
     EXPORT_COLUMNS,
+    PREFERENCE_COLUMNS,
     ExportError,
     build_rows,
     check_splits,
@@ -45,7 +49,14 @@ from medstore.warehouse.events import Envelope, ExportWritten
 from medstore.warehouse.hashing import canonical_json, content_hash
 from medstore.warehouse.store import Warehouse
 
-__all__ = ["EXPORT_COLUMNS", "ExportError", "ExportResult", "export_dataset", "split_of"]
+__all__ = [
+    "EXPORT_COLUMNS",
+    "KINDS",
+    "ExportError",
+    "ExportResult",
+    "export_dataset",
+    "split_of",
+]
 
 
 @dataclass
@@ -117,29 +128,46 @@ def export_dataset(
     *,
     include_fallbacks: bool = False,
     splits: dict[str, float] = DEFAULT_SPLITS,
+    kind: str = "sft",
 ) -> ExportResult:
     """Write the recipe's dataset to ``out_dir`` (replacing an earlier export there), then record
     an ``export_written`` event. Nothing is written if the dataset is empty. ``splits`` are the
-    shares of train, validation and test (the groups, not the rows, are split)."""
+    shares of train, validation and test (the groups, not the rows, are split). ``kind``: sft
+    (the samples, with ``messages`` and ``prompt``/``completion``) or preference (DPO pairs:
+    ``prompt``, ``chosen``, ``rejected``; see export_pairs)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if kind not in KINDS:
+        raise ExportError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
     splits = check_splits(dict(splits))
     out_dir = Path(out_dir).resolve()
     check_out_dir(out_dir)
-    rows, stats = build_rows(warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits)
+    if kind == "preference":
+        if include_fallbacks:
+            raise ExportError("--include-fallbacks: fallback rows make no preference pairs")
+        rows, stats = build_preference_rows(warehouse, recipe, splits=splits)
+        if not rows:
+            raise no_pairs(warehouse, recipe)
+    else:
+        rows, stats = build_rows(
+            warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits
+        )
     if not rows:
         raise empty_export(warehouse, recipe, include_fallbacks)
     lineage, teachers = task_lineage(warehouse, recipe.name, {row["task_key"] for row in rows})
-    columns = list(EXPORT_COLUMNS if stats.get("with_messages") else EXPORT_COLUMNS[:-1])
-    columns += sorted({name for row in rows for name in row} - set(columns))
+    columns = export_columns(rows, kind, bool(stats.get("with_messages")))
+    declared = recipe.export_features | (PREFERENCE_FIELDS if kind == "preference" else {})
+    specs = column_specs(columns, declared)
     rows_hash = content_hash("".join(jsonl_lines(rows)))
     with staging_folder(out_dir) as staging:
-        json_columns = write_files(staging, fmt, rows, columns, rows_hash, list(splits))
+        json_columns = write_files(staging, fmt, rows, specs, rows_hash, list(splits), recipe.name)
         manifest = build_manifest(
             recipe,
             fmt=fmt,
+            kind=kind,
             rows=rows,
             columns=columns,
+            features=specs,
             json_columns=json_columns,
             lineage=lineage,
             teachers=teachers,
@@ -152,6 +180,23 @@ def export_dataset(
         (staging / MANIFEST).write_text(manifest_text, encoding="utf-8")
         (staging / CARD).write_text(render_card(manifest), encoding="utf-8")
     return record_export(warehouse, recipe, out_dir, rows, manifest, manifest_text)
+
+
+def export_columns(rows: list[dict[str, Any]], kind: str, with_messages: bool) -> list[str]:
+    """The exporter's columns first, then the recipe's fields by name."""
+    if kind == "preference":
+        columns = list(PREFERENCE_COLUMNS)
+    else:
+        columns = list(EXPORT_COLUMNS if with_messages else BASE_COLUMNS)
+    return columns + sorted({name for row in rows for name in row} - set(columns))
+
+
+def no_pairs(warehouse: Warehouse, recipe: Recipe) -> ExportError:
+    return ExportError(
+        f"no preference pairs of recipe {recipe.name!r} in {warehouse.path}: no accepted sample "
+        f"has a rejected output of stage(s) {', '.join(recipe.preference_stages)} that makes a "
+        "pair (e.g. a critic trace with the wrong verdict)"
+    )
 
 
 def empty_export(warehouse: Warehouse, recipe: Recipe, include_fallbacks: bool) -> ExportError:
@@ -173,12 +218,13 @@ def record_export(
     manifest_text: str,
 ) -> ExportResult:
     """The ``export_written`` event: which samples went where, and the hashes to check it by."""
-    sample_ids = sorted(row["sample_id"] for row in rows)
+    sample_ids = sorted({row["sample_id"] for row in rows})
     manifest_hash = content_hash(manifest_text)
     event = ExportWritten(
         export_id=manifest["export_id"],
         recipe=recipe.name,
         format=manifest["format"],
+        kind=manifest["kind"],
         out_dir=str(out_dir),
         view=manifest["view"],
         include_fallbacks=manifest["include_fallbacks"],

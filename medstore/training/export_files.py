@@ -16,36 +16,17 @@ from typing import Any
 
 import orjson
 
-from medstore.warehouse.hashing import HASH_TAG, canonical_json, uuid7
+from medstore.training.export_features import arrow_table
+from medstore.warehouse.hashing import HASH_TAG, uuid7
 
-FORMATS = ("jsonl", "arrow", "parquet")
+FORMATS = ("jsonl", "arrow", "parquet", "hf-hub-ready")
+HUB_DATA = "data"  # hf-hub-ready: data/<split>-00000-of-00001.parquet, the Hub's own layout
 MANIFEST = "manifest.json"
 CARD = "README.md"
 
 
 def jsonl_lines(rows: list[dict[str, Any]]) -> list[str]:
     return [orjson.dumps(row).decode() + "\n" for row in rows]
-
-
-def arrow_table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[Any, list[str]]:
-    """A pyarrow table with native types; a column whose values Arrow cannot give one type
-    (mixed shapes) is stored as JSON text and named in the returned list."""
-    import pyarrow as pa
-
-    arrays = []
-    json_columns = []
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        if name == "messages":
-            message_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-            arrays.append(pa.array(values, type=message_type))
-            continue
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else canonical_json(v) for v in values]))
-            json_columns.append(name)
-    return pa.Table.from_arrays(arrays, names=columns), json_columns
 
 
 def write_jsonl(folder: Path, rows: list[dict[str, Any]], by_split: dict[str, list[int]]) -> None:
@@ -68,6 +49,21 @@ def write_parquet(folder: Path, table: Any, by_split: dict[str, list[int]]) -> N
 
     for split, indices in by_split.items():
         pq.write_table(take(table, indices), folder / f"{split}.parquet")
+
+
+def hub_file(split: str) -> str:
+    return f"{HUB_DATA}/{split}-00000-of-00001.parquet"
+
+
+def write_hub(folder: Path, table: Any, by_split: dict[str, list[int]]) -> None:
+    """Parquet in the Hub's layout, one file per split that has rows (the card's `configs`
+    name them; an empty split would be a split `load_dataset` cannot build)."""
+    import pyarrow.parquet as pq
+
+    (folder / HUB_DATA).mkdir()
+    for split, indices in by_split.items():
+        if indices:
+            pq.write_table(take(table, indices), folder / hub_file(split))
 
 
 def write_arrow(folder: Path, table: Any, by_split: dict[str, list[int]], rows_hash: str) -> None:
@@ -97,21 +93,25 @@ def write_files(
     folder: Path,
     fmt: str,
     rows: list[dict[str, Any]],
-    columns: list[str],
+    specs: dict[str, Any],
     rows_hash: str,
     splits: list[str],
+    recipe: str,
 ) -> list[str]:
     """Write one data file (or folder) per split into ``folder``, an empty one for a split
-    without rows; returns the columns stored as JSON text."""
+    without rows (hf-hub-ready: none), with the declared column types (``specs``, see
+    export_features); returns the columns stored as JSON text."""
     by_split = {
         split: [i for i, row in enumerate(rows) if row["split"] == split] for split in splits
     }
     if fmt == "jsonl":
         write_jsonl(folder, rows, by_split)
         return []
-    table, json_columns = arrow_table(rows, columns)
+    table, json_columns = arrow_table(rows, specs, recipe)
     if fmt == "parquet":
         write_parquet(folder, table, by_split)
+    elif fmt == "hf-hub-ready":
+        write_hub(folder, table, by_split)
     else:
         write_arrow(folder, table, by_split, rows_hash)
     return json_columns
@@ -129,7 +129,9 @@ def data_files_hash(folder: Path) -> str:
     return HASH_TAG + digest.hexdigest()
 
 
-def data_file_names(fmt: str, splits: list[str]) -> dict[str, str]:
+def data_file_names(fmt: str, splits: list[str], counts: dict[str, int]) -> dict[str, str]:
+    if fmt == "hf-hub-ready":
+        return {split: hub_file(split) for split in splits if counts.get(split)}
     if fmt == "jsonl":
         return {split: f"{split}.jsonl" for split in splits}
     if fmt == "parquet":

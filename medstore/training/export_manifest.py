@@ -39,6 +39,7 @@ def manifest_counts(
         },
         "origins": dict(sorted(Counter(row["origin"] for row in rows).items())),
         "with_messages": stats.get("with_messages", 0),
+        "samples_with_pairs": stats.get("samples_with_pairs", 0),
         "think_tags_converted": stats.get("think_tags_converted", 0),
     }
 
@@ -63,8 +64,10 @@ def build_manifest(
     recipe: Recipe,
     *,
     fmt: str,
+    kind: str,
     rows: list[dict[str, Any]],
     columns: list[str],
+    features: dict[str, Any],
     json_columns: list[str],
     lineage: dict[str, list[str]],
     teachers: dict[str, Any],
@@ -86,7 +89,8 @@ def build_manifest(
             "description": recipe.description,
         },
         "format": fmt,
-        "files": data_file_names(fmt, list(splits)),
+        "kind": kind,
+        "files": data_file_names(fmt, list(splits), Counter(row["split"] for row in rows)),
         "view": view,
         "include_fallbacks": include_fallbacks,
         "split": {
@@ -98,6 +102,8 @@ def build_manifest(
         },
         "counts": manifest_counts(rows, stats, list(splits)),
         "columns": columns,
+        # Every column's declared type (see medstore.training.export_features).
+        "features": features,
         "json_encoded_columns": json_columns,
         "left_out_fields": sorted(recipe.volatile_fields),
         "teachers": teachers,

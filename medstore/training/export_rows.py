@@ -17,12 +17,17 @@ from typing import Any
 import orjson
 
 from medstore.recipes.base import Recipe
-from medstore.training.chat import chat_messages
+from medstore.training.chat import chat_messages, prompt_completion
 from medstore.warehouse import queries
 from medstore.warehouse.store import Warehouse
 
-# Columns the exporter adds; a recipe field of the same name is kept as ``sample_<name>``.
-EXPORT_COLUMNS = ("sample_id", "task_key", "group", "split", "label", "origin", "messages")
+# Columns the exporter adds (the chat ones where the recipe has a chat form; a preference export
+# has prompt, chosen and rejected instead); a recipe field of such a name is kept as
+# ``sample_<name>``.
+BASE_COLUMNS = ("sample_id", "task_key", "group", "split", "label", "origin")
+EXPORT_COLUMNS = (*BASE_COLUMNS, "messages", "prompt", "completion")
+PREFERENCE_COLUMNS = (*BASE_COLUMNS, "prompt", "chosen", "rejected")
+RESERVED_COLUMNS = (*EXPORT_COLUMNS, "chosen", "rejected")
 SPLIT_NAMES = ("train", "validation", "test")
 DEFAULT_SPLITS = {"train": 0.9, "validation": 0.1}
 VERSION_SUFFIX = re.compile(r":v[^:]*$")
@@ -114,11 +119,12 @@ def export_row(
     }
     if messages is not None:
         row["messages"] = messages
+        row["prompt"], row["completion"] = prompt_completion(messages)
         stats["with_messages"] += 1
     for name in sorted(sample):
         if name in recipe.volatile_fields or name == "sample_id":
             continue
-        row[f"sample_{name}" if name in EXPORT_COLUMNS else name] = sample[name]
+        row[f"sample_{name}" if name in RESERVED_COLUMNS else name] = sample[name]
     return row
 
 

@@ -189,7 +189,8 @@ class ExportWritten(Event):
     event_type = "export_written"
     export_id: str  # derived from the exported content: same data, same id
     recipe: str
-    format: str  # jsonl | arrow | parquet
+    format: str  # jsonl | arrow | parquet | hf-hub-ready
+    kind: str = "sft"  # sft | preference (DPO pairs)
     out_dir: str
     view: str
     include_fallbacks: bool

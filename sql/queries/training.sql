@@ -29,3 +29,18 @@ SELECT s.task_key, s.sample_json,
            AS tokens
 FROM samples s
 WHERE s.recipe = :recipe;
+
+-- name: export_rejected_outputs
+-- Every stage output of a recipe's tasks that failed validation (schema or validator errors),
+-- with its raw text, the errors and the id of the response (or cache replay) event: the
+-- rejected answers of preference pairs.
+SELECT v.task_key, v.stage, v.attempt, r.event_id AS response_event_id,
+       json_extract(v.payload_json, '$.errors') AS errors_json, b.content AS raw_output
+FROM events v
+JOIN events r
+    ON r.run_id = v.run_id AND r.task_key = v.task_key AND r.stage = v.stage
+    AND r.attempt = v.attempt AND r.event_type IN ('llm_response', 'cache_replay') AND r.id < v.id
+JOIN blobs b ON b.hash = json_extract(r.payload_json, '$.raw_output_blob')
+WHERE v.recipe = :recipe AND v.event_type = 'validation_verdict'
+    AND NOT json_extract(v.payload_json, '$.passed')
+ORDER BY v.task_key, v.id;
