@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from medstore.resources import code_version
 from medstore.training.config import TrainError
+from medstore.training.model_card import finish_adapter
 from medstore.warehouse.hashing import content_hash
 
 if TYPE_CHECKING:  # the plan module imports this one
@@ -121,6 +122,9 @@ def save_artefacts(
     out_dir = plan.out_dir
     artefacts = save_model_files(model, plan.base.tokenizer, out_dir)
     manifest = training_manifest(plan, training_run_id, started_event_id, metrics, artefacts)
+    # Portable adapter_config.json (hub id) and a real model card: medstore.training.model_card.
+    for name in finish_adapter(out_dir, manifest):
+        artefacts[name] = str(out_dir / name)
     text = json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
     (out_dir / TRAINING_MANIFEST).write_text(text, encoding="utf-8")
     artefacts[TRAINING_MANIFEST] = str(out_dir / TRAINING_MANIFEST)
