@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "medstore.cli.serve",
     "medstore.cli.export",
     "medstore.cli.train",
+    "medstore.cli.lineage",
     "medstore.cli.eval",
     "medstore.cli.mimic",
     "medstore.cli.scale",

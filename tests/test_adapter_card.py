@@ -110,11 +110,40 @@ def test_a_copied_adapter_loads_offline_from_the_hub_id(
         repo / "snapshots" / base["local_revision"] / "config.json"
     )
 
+    check_lineage(copied, db, manifest, export_manifest)
+
     # Without the hub cache entry the hub id does not resolve offline: the load above went
     # through it, not through some path left in the adapter.
     missing = load_in_fresh_process(copied, tmp_path / "empty-cache")
     assert missing.returncode != 0
     assert BUNDLED_HUB_ID in missing.stderr
+
+
+def check_lineage(adapter: Path, db: Path, manifest: dict, export_manifest: dict) -> None:
+    """`lineage` follows the copied adapter back to its run, export and samples."""
+    result = invoke("lineage", str(adapter), "--db", str(db), "--json")
+    assert result.exit_code == 0, result.output
+    chain = json.loads(result.output)
+    run, export = chain["training_run"], chain["export"]
+    assert run["training_run_id"] == manifest["training_run_id"] and run["manifest_verified"]
+    assert run["finished"]["payload"]["status"] == "completed"
+    assert export["export_id"] == export_manifest["export_id"] and export["manifest_verified"]
+    labels = {row["label"]: row["n"] for row in export["samples"]}
+    assert labels == export_manifest["counts"]["labels"]
+    text = invoke("lineage", str(adapter), "--db", str(db)).output
+    assert f"training run {manifest['training_run_id']}: completed" in text
+    assert f"export {export_manifest['export_id']}: medec-cot sft as jsonl" in text
+    assert f"samples: {export_manifest['counts']['total']}" in text
+    sample_id = export_manifest["rows"][0]["sample_id"]
+    with_sample = invoke("lineage", str(adapter), "--db", str(db), "--sample", sample_id)
+    assert with_sample.exit_code == 0, with_sample.output
+    assert f"sample {sample_id}:" in with_sample.output and "sample_accepted" in with_sample.output
+    unknown = invoke("lineage", str(adapter), "--db", str(db), "--sample", "s-nope")
+    assert unknown.exit_code == 1 and "sample s-nope is not in export" in unknown.output
+    manifest_file = adapter / "training_manifest.json"
+    manifest_file.write_text(manifest_file.read_text().replace('"lora"', '"full"', 1))
+    tampered = invoke("lineage", str(adapter), "--db", str(db)).output
+    assert "training_manifest.json DOES NOT MATCH the recorded hash" in tampered
 
 
 def test_credentialed_data_forbids_sharing_the_weights() -> None:
@@ -143,3 +172,28 @@ def test_credentialed_data_forbids_sharing_the_weights() -> None:
     assert "| mimic-dialogue | admission-1 | 2 | 2 |" in card
     public = render_model_card(manifest, base, {**mimic, "credentialed_source": False})
     assert CREDENTIALED_WEIGHTS not in public
+
+
+def test_the_hub_cache_entry_is_the_hubs_layout_and_keeps_a_real_download(tmp_path: Path) -> None:
+    from medstore.training.hub_cache import register_bundled
+
+    weights = tmp_path / "dequantised"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    (weights / "model.safetensors").write_bytes(b"weights")
+    cache = tmp_path / "cache"
+    first = register_bundled(weights, "b2:" + "12" * 32, cache)
+    snapshot = Path(first["snapshot"])
+    assert snapshot == cache / "models--HuggingFaceTB--SmolLM2-135M-Instruct/snapshots" / (
+        "12" * 20
+    )
+    assert (snapshot / "model.safetensors").read_bytes() == b"weights"
+    assert (snapshot / "model.safetensors").stat().st_ino == (
+        weights / "model.safetensors"
+    ).stat().st_ino  # a hard link, not a copy
+    assert first["refs_main"] == "12" * 20
+    assert register_bundled(weights, "b2:" + "12" * 32, cache) == first  # idempotent
+    main = snapshot.parent.parent / "refs" / "main"
+    main.write_text("f" * 40)  # the real model was downloaded meanwhile
+    other = register_bundled(weights, "b2:" + "34" * 32, cache)
+    assert other["refs_main"] == "f" * 40 and Path(other["snapshot"]).is_dir()

@@ -44,3 +44,33 @@ JOIN blobs b ON b.hash = json_extract(r.payload_json, '$.raw_output_blob')
 WHERE v.recipe = :recipe AND v.event_type = 'validation_verdict'
     AND NOT json_extract(v.payload_json, '$.passed')
 ORDER BY v.task_key, v.id;
+
+-- name: lineage_training_events
+-- A training run's start, finish and the evals of its model, in log order (`cli.py lineage`).
+SELECT event_id, event_type, created_utc, payload_json
+FROM events
+WHERE event_type IN ('training_started', 'training_finished', 'eval_result')
+    AND json_extract(payload_json, '$.training_run_id') = :training_run_id
+ORDER BY id;
+
+-- name: lineage_exports
+-- The export_written events of an export id, latest last.
+SELECT event_id, created_utc, payload_json
+FROM events
+WHERE event_type = 'export_written' AND json_extract(payload_json, '$.export_id') = :export_id
+ORDER BY id;
+
+-- name: lineage_export_samples
+-- The samples one export_written event names, by recipe and label, with how many are still in
+-- the dataset now (not superseded, not a duplicate, not rejected by a reviewer).
+SELECT m.recipe, m.label, count(*) AS n, sum(m.in_dataset) AS in_dataset
+FROM sample_exports x
+JOIN sample_membership m ON m.sample_id = x.sample_id
+WHERE x.export_event_id = :export_event_id
+GROUP BY m.recipe, m.label
+ORDER BY m.recipe, m.label;
+
+-- name: lineage_sample_in_export$
+-- Whether one export_written event names the sample.
+SELECT count(*) FROM sample_exports
+WHERE export_event_id = :export_event_id AND sample_id = :sample_id;
