@@ -117,16 +117,20 @@ def export_dataset(
     *,
     include_fallbacks: bool = False,
     splits: dict[str, float] = DEFAULT_SPLITS,
+    left_out: dict[str, str] | None = None,
 ) -> ExportResult:
     """Write the recipe's dataset to ``out_dir`` (replacing an earlier export there), then record
     an ``export_written`` event. Nothing is written if the dataset is empty. ``splits`` are the
-    shares of train, validation and test (the groups, not the rows, are split)."""
+    shares of train, validation and test (the groups, not the rows, are split). ``left_out``:
+    sample ids not to export, with why (a quality scan's duplicates and contaminated rows)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     splits = check_splits(dict(splits))
     out_dir = Path(out_dir).resolve()
     check_out_dir(out_dir)
-    rows, stats = build_rows(warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits)
+    rows, stats = build_rows(
+        warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits, left_out=left_out
+    )
     if not rows:
         raise empty_export(warehouse, recipe, include_fallbacks)
     lineage, teachers = task_lineage(warehouse, recipe.name, {row["task_key"] for row in rows})
