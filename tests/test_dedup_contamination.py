@@ -216,3 +216,42 @@ def test_semantic_duplicates_catch_a_paraphrase_that_minhash_misses() -> None:
     assert [(f["sample_id"], f["kind"], f["representative"]) for f in found] == [
         ("b", "semantic_duplicate", "a")
     ]
+
+
+def test_vectorised_banding_finds_the_pairs_datasketch_lsh_finds() -> None:
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from medstore.quality import minhash
+    from medstore.quality.texts import Vocabulary
+
+    rng = random.Random(3)
+    texts = [synthetic(rng, 60) for _ in range(300)]
+    for original in range(0, 300, 15):  # copies with 1 to 12 of 60 words changed
+        words = texts[original].split()
+        for place in rng.sample(range(len(words)), 1 + original % 12):
+            words[place] = "changed"
+        texts.append(" ".join(words))
+    vocabulary = Vocabulary()
+    signatures = minhash.Signer().signatures([vocabulary.word_ids(t) for t in texts])
+    ours = {(i, j) for i, j, _ in minhash.lsh_edges(signatures, 0.8)}
+    lsh = MinHashLSH(threshold=0.8, num_perm=signatures.shape[1])
+    keyed = [LeanMinHash(seed=1, hashvalues=row, scheme=minhash.SCHEME) for row in signatures]
+    for row, value in enumerate(keyed):
+        lsh.insert(row, value)
+    theirs = {
+        (min(row, other), max(row, other))
+        for row, value in enumerate(keyed)
+        for other in lsh.query(value)
+        if other != row and minhash.similarity(signatures, row, other) >= 0.8
+    }
+    assert ours == theirs and 5 <= len(ours) < 20  # some copies are too far changed
+
+
+def test_known_bands_are_what_datasketch_chooses() -> None:
+    from datasketch import MinHashLSH
+
+    from medstore.quality.minhash import KNOWN_BANDS
+
+    for (threshold, num_perm), chosen in KNOWN_BANDS.items():
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        assert (lsh.b, lsh.r) == chosen

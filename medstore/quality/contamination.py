@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medstore.quality.texts import ngram_hashes
+from medstore.quality.texts import ngram_hashes, windows
 
 NGRAM = 13
+CHUNK_TEXTS = 5000
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,24 @@ class NgramIndex:
         self.hashes, first = np.unique(flat, return_index=True)
         self.owners = owner[first]
 
-    def overlap(self, word_ids: np.ndarray) -> Overlap | None:
-        """The document sharing the most n-grams with a text, or None when none shares one."""
-        if not len(self.hashes):
-            return None
-        grams = ngram_hashes(word_ids, self.n)
-        if not len(grams):
-            return None
-        places = np.searchsorted(self.hashes, grams)
-        places[places == len(self.hashes)] = 0
-        matched = self.hashes[places] == grams
+
+def overlaps(index: NgramIndex, word_ids: list[np.ndarray]) -> dict[int, Overlap]:
+    """For every text sharing an n-gram with a document: the document sharing the most (all
+    texts' n-grams looked up at once, in chunks)."""
+    found: dict[int, Overlap] = {}
+    if not len(index.hashes):
+        return found
+    for start in range(0, len(word_ids), CHUNK_TEXTS):
+        grams, owner = windows(word_ids[start : start + CHUNK_TEXTS], index.n)
+        places = np.searchsorted(index.hashes, grams)
+        places[places == len(index.hashes)] = 0
+        matched = index.hashes[places] == grams
         if not matched.any():
-            return None
-        owners, counts = np.unique(self.owners[places[matched]], return_counts=True)
-        best = int(np.argmax(counts))
-        return Overlap(int(owners[best]), int(counts[best]))
+            continue
+        pairs = np.stack([owner[matched], index.owners[places[matched]]], axis=1)
+        combos, counts = np.unique(pairs, axis=0, return_counts=True)
+        for (text, document), count in zip(combos.tolist(), counts.tolist(), strict=True):
+            best = found.get(start + text)
+            if best is None or count > best.ngrams:
+                found[start + text] = Overlap(document, count)
+    return found

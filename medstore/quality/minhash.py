@@ -1,58 +1,60 @@
-"""MinHash signatures of word-shingle sets, and near-duplicate clusters by datasketch's LSH.
+"""MinHash signatures of word-shingle sets, and near-duplicate candidates by LSH banding.
 
-Signatures are computed in numpy for many texts at once (the affine permutations
-``a*h + b mod 2^61-1`` over 32-bit shingle hashes, datasketch's "affine64" scheme in spirit),
-then handed to ``datasketch.MinHashLSH`` as ``LeanMinHash`` objects: datasketch picks the
-bands and rows for the Jaccard threshold and buckets the signatures. Candidates that share a
-bucket are kept as an edge only when their estimated Jaccard similarity reaches the threshold.
+Signatures are computed in numpy for many texts at once (see ``Signer``). datasketch chooses
+the LSH bands and rows for the Jaccard threshold (``bands_and_rows``, the split its
+``MinHashLSH`` would use); the banding itself is vectorised here, because datasketch's
+``insert`` costs tens of microseconds a key in Python (seconds per 100,000 samples; see
+benchmarks/bench_quality.py). Candidates that share a bucket are kept as an edge only when their
+estimated Jaccard similarity reaches the threshold. tests/test_dedup_contamination.py checks the
+edges against datasketch's own LSH.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from functools import cache
 
 import numpy as np
 
-from medstore.quality.texts import ngram_hashes
+from medstore.quality.texts import windows
 
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash, MinHashLSH
-
-PRIME = np.uint64((1 << 61) - 1)
 LOW32 = np.uint64(0xFFFFFFFF)
-CHUNK_SHINGLES = 200_000  # shingles per numpy pass: (shingles x permutations) uint64 at most
+MIX = np.uint64(0x9E3779B97F4A7C15)
+CHUNK_SHINGLES = 150_000  # shingles per numpy pass: a (permutations x shingles) uint32 block
+SCHEME = "affine32"  # datasketch's name for the permutations below
 
 
 class Signer:
-    """MinHash signatures with ``num_perm`` seeded permutations over word ``shingle``-grams."""
+    """MinHash signatures with ``num_perm`` seeded permutations over word ``shingle``-grams.
+
+    The permutations are datasketch's "affine32" scheme: ``a*h + b mod 2^32`` with an odd
+    ``a`` (a bijection of 32-bit values), computed in wrapping uint32 arithmetic for many texts
+    at once: no modulo by a prime, which costs numpy a division per value.
+    """
 
     def __init__(self, num_perm: int = 128, shingle: int = 3, seed: int = 1) -> None:
         rng = np.random.RandomState(seed)
         self.num_perm = num_perm
         self.shingle = shingle
-        self.a = rng.randint(1, 1 << 32, num_perm, dtype=np.uint64)
-        self.b = rng.randint(0, 1 << 32, num_perm, dtype=np.uint64)
-
-    def shingles(self, word_ids: np.ndarray) -> np.ndarray:
-        n = min(self.shingle, max(len(word_ids), 1))
-        grams = ngram_hashes(word_ids, n) if len(word_ids) else np.zeros(1, dtype=np.uint64)
-        return np.unique(grams >> np.uint64(32) ^ (grams & LOW32))
+        self.a = (rng.randint(0, 1 << 31, num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)
+        self.b = rng.randint(0, 1 << 32, num_perm, dtype=np.uint64).astype(np.uint32)
 
     def signatures(self, texts_word_ids: Sequence[np.ndarray]) -> np.ndarray:
-        """One signature row per text (an empty text gets the signature of one blank shingle)."""
-        out = np.empty((len(texts_word_ids), self.num_perm), dtype=np.uint64)
+        """One signature row per text. A text's shingles are its word ``shingle``-grams (a
+        shorter text: its words); repeats do not change a minimum, so no set is built."""
+        out = np.empty((len(texts_word_ids), self.num_perm), dtype=np.uint32)
+        a, b = self.a[:, None], self.b[:, None]
         start = 0
         while start < len(texts_word_ids):
-            stop, total, sets = start, 0, []
+            stop, total = start, 0
             while stop < len(texts_word_ids) and (total < CHUNK_SHINGLES or stop == start):
-                sets.append(self.shingles(texts_word_ids[stop]))
-                total += len(sets[-1])
+                total += len(texts_word_ids[stop]) + self.shingle
                 stop += 1
-            flat = np.concatenate(sets)
-            offsets = np.cumsum([0, *(len(s) for s in sets[:-1])])
-            permuted = (flat[:, None] * self.a + self.b) % PRIME  # < 2^64: a, h < 2^32
-            out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=0)
+            grams, owner = windows(list(texts_word_ids[start:stop]), self.shingle, pad=True)
+            folded = ((grams >> np.uint64(32)) ^ (grams & LOW32)).astype(np.uint32)
+            offsets = np.searchsorted(owner, np.arange(stop - start))
+            permuted = a * folded[None, :] + b  # wraps modulo 2^32
+            out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=1).T
             start = stop
         return out
 
@@ -62,53 +64,79 @@ def similarity(signatures: np.ndarray, i: int, j: int) -> float:
     return float(np.mean(signatures[i] == signatures[j]))
 
 
-def build_lsh(signatures: np.ndarray, threshold: float) -> MinHashLSH:
-    """datasketch's LSH over every row (its key: the row number)."""
+# datasketch's answer for the default settings: asking costs a scipy import and numeric
+# integration (0.3 s to 3 s); tests/test_dedup_contamination.py checks it is still the answer.
+KNOWN_BANDS = {(0.8, 128): (9, 13)}
+
+
+@cache
+def bands_and_rows(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's choice of LSH bands and rows for a Jaccard threshold (the split that
+    minimises its weighted false-positive and false-negative probabilities)."""
+    if (threshold, num_perm) in KNOWN_BANDS:
+        return KNOWN_BANDS[(threshold, num_perm)]
     from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=signatures.shape[1])
-    with lsh.insertion_session() as session:
-        for row, values in enumerate(signatures):
-            session.insert(row, lean(values))
-    return lsh
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
 
 
-def lean(values: np.ndarray) -> LeanMinHash:
-    from datasketch import LeanMinHash
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(texts x bands): a 64-bit hash of each band's ``rows`` values."""
+    values = signatures.astype(np.uint64)
+    keys = np.zeros((len(signatures), bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            for column in range(band * rows, (band + 1) * rows):
+                keys[:, band] = keys[:, band] * MIX + values[:, column]
+    return keys
 
-    return LeanMinHash(seed=1, hashvalues=values, scheme="affine64")
 
-
-def lsh_edges(
-    lsh: MinHashLSH, signatures: np.ndarray, threshold: float
-) -> list[tuple[int, int, float]]:
-    """Pairs of rows (i < j) whose estimated Jaccard similarity is at least ``threshold``."""
-    seen: set[tuple[int, int]] = set()
+def lsh_edges(signatures: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """Pairs of rows (i < j) that share an LSH bucket and whose estimated Jaccard similarity
+    is at least ``threshold``. Of a bucket of k rows, each is compared with the first and
+    with its predecessor (not all k^2 pairs): enough to connect a cluster of copies."""
+    bands, rows = bands_and_rows(threshold, signatures.shape[1])
+    keys = band_keys(signatures, bands, rows)
+    candidates: set[tuple[int, int]] = set()
+    for band in range(bands):
+        order = np.argsort(keys[:, band], kind="stable")
+        ordered = keys[order, band]
+        same = np.nonzero(ordered[1:] == ordered[:-1])[0] + 1  # positions equal to the previous
+        if not len(same):
+            continue
+        bucket_starts = np.r_[0, np.nonzero(ordered[1:] != ordered[:-1])[0] + 1]
+        firsts = bucket_starts[np.searchsorted(bucket_starts, same, side="right") - 1]
+        for position, first in zip(same.tolist(), firsts.tolist(), strict=True):
+            member = int(order[position])
+            for other in (int(order[first]), int(order[position - 1])):
+                candidates.add((min(member, other), max(member, other)))
     edges = []
-    # The buckets themselves: rows sharing one are candidates (no query per row needed).
-    for table in lsh.hashtables:
-        for bucket in table.keys():  # noqa: SIM118 (a datasketch storage, not a dict)
-            members = sorted(table.get(bucket))
-            for index, first in enumerate(members):
-                for second in members[index + 1 :]:
-                    if (first, second) in seen:
-                        continue
-                    seen.add((first, second))
-                    score = similarity(signatures, first, second)
-                    if score >= threshold:
-                        edges.append((first, second, score))
+    for first, second in sorted(candidates):
+        score = similarity(signatures, first, second)
+        if score >= threshold:
+            edges.append((first, second, score))
     return edges
 
 
 def match_against(
-    lsh: MinHashLSH, signatures: np.ndarray, others: np.ndarray, threshold: float
+    signatures: np.ndarray, others: np.ndarray, threshold: float
 ) -> list[tuple[int, int, float]]:
-    """(row, other row, similarity) for rows near a row of ``others``: the few ``others`` (an
-    eval set) are looked up in the LSH of the many rows."""
+    """(row, other row, similarity) for rows that share an LSH bucket with a row of ``others``
+    (an eval set) and reach ``threshold``."""
+    bands, rows = bands_and_rows(threshold, signatures.shape[1])
+    keys, other_keys = band_keys(signatures, bands, rows), band_keys(others, bands, rows)
+    candidates: set[tuple[int, int]] = set()
+    for band in range(bands):
+        owners = {}
+        for other, key in enumerate(other_keys[:, band].tolist()):
+            owners.setdefault(key, []).append(other)
+        hits = np.nonzero(np.isin(keys[:, band], other_keys[:, band]))[0]
+        for row in hits.tolist():
+            candidates.update((row, other) for other in owners[int(keys[row, band])])
     found = []
-    for other, values in enumerate(others):
-        for row in lsh.query(lean(values)):
-            score = float(np.mean(signatures[row] == values))
-            if score >= threshold:
-                found.append((row, other, score))
+    for row, other in sorted(candidates):
+        score = float(np.mean(signatures[row] == others[other]))
+        if score >= threshold:
+            found.append((row, other, score))
     return found

@@ -127,8 +127,12 @@ def scan_recipe(
     sets, notes = eval_sets(options)
     rows = warehouse.select("quality_samples", recipe=recipe.name)
     ids = [row["sample_id"] for row in rows]
-    texts = [sample_text(orjson.loads(row["sample_json"]), recipe.volatile_fields) for row in rows]
-    flags = find_flags(ids, texts, sets, options)
+    samples = [orjson.loads(row["sample_json"]) for row in rows]
+    texts = [sample_text(sample, recipe.volatile_fields) for sample in samples]
+    groups = [
+        recipe.group_key(row["task_key"], sample) for row, sample in zip(rows, samples, strict=True)
+    ]
+    flags = find_flags(ids, texts, sets, options, groups)
     result = ScanResult(
         recipe.name,
         len(ids),
@@ -159,34 +163,35 @@ def scan_recipe(
 
 
 def find_flags(
-    ids: list[str], texts: list[str], sets: list[EvalSet], options: ScanOptions
+    ids: list[str],
+    texts: list[str],
+    sets: list[EvalSet],
+    options: ScanOptions,
+    groups: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The flags of one scan: duplicates (all but the first of each cluster) and contaminated
-    samples (the evaluation document matched)."""
+    samples (the evaluation document matched). Samples of one group (``groups``: the recipe's
+    group keys, e.g. the four medec-cot views of one note) are variations by design and never
+    cluster with each other."""
     vocabulary = Vocabulary()
     word_ids = [vocabulary.word_ids(text) for text in texts]
     signer = minhash.Signer(options.num_perm, options.shingle)
     signatures = signer.signatures(word_ids)
-    lsh = minhash.build_lsh(signatures, options.dedup_threshold) if len(ids) else None
-    edges = (
-        {
-            (i, j): ("near_duplicate", s)
-            for i, j, s in minhash.lsh_edges(lsh, signatures, options.dedup_threshold)
-        }
-        if lsh
-        else {}
-    )
+    found = minhash.lsh_edges(signatures, options.dedup_threshold)
+    edges = {(i, j): ("near_duplicate", score) for i, j, score in found}
     if options.semantic and len(ids) > 1:
-        for i, j, score in semantic.semantic_edges(
-            semantic.embed(texts), options.semantic_threshold
-        ):
+        vectors = semantic.embed(texts)
+        for i, j, score in semantic.semantic_edges(vectors, options.semantic_threshold):
             edges.setdefault((i, j), ("semantic_duplicate", score))
+    if groups is not None:
+        edges = {pair: edge for pair, edge in edges.items() if groups[pair[0]] != groups[pair[1]]}
     flags = duplicate_flags(ids, edges)
     documents = [(s.name, d) for s in sets for d in s.documents]
     if documents and len(ids):
-        flags += contamination_flags(
-            ids, word_ids, signatures, lsh, documents, vocabulary, signer, options
-        )
+        index, document_signatures = prepared_eval(documents, vocabulary, signer, options.ngram)
+        hits = contamination.overlaps(index, word_ids)
+        near = minhash.match_against(signatures, document_signatures, options.dedup_threshold)
+        flags += contamination_flags(ids, documents, hits, near)
     return flags
 
 
@@ -231,39 +236,21 @@ def duplicate_flags(
 
 def contamination_flags(
     ids: list[str],
-    word_ids: list[np.ndarray],
-    signatures: np.ndarray,
-    lsh: Any,
     documents: list[tuple[str, Any]],
-    vocabulary: Vocabulary,
-    signer: minhash.Signer,
-    options: ScanOptions,
+    overlaps: dict[int, contamination.Overlap],
+    near: list[tuple[int, int, float]],
 ) -> list[dict[str, Any]]:
-    """Samples sharing a 13-gram with, or near-duplicating, an evaluation document."""
-    index, document_signatures = prepared_eval(documents, vocabulary, signer, options.ngram)
+    """One flag per contaminated sample: the document it shares the most 13-grams with (else
+    the one it near-duplicates), with the overlap and the MinHash similarity."""
     hits: dict[int, dict[str, Any]] = {}
-    for row, ids_of_row in enumerate(word_ids):
-        overlap = index.overlap(ids_of_row)
-        if overlap is not None:
-            name, document = documents[overlap.document]
-            hits[row] = {
-                "eval_set": name,
-                "eval_id": document.eval_id,
-                "overlap_ngrams": overlap.ngrams,
-                "similarity": None,
-            }
-    near = minhash.match_against(lsh, signatures, document_signatures, options.dedup_threshold)
+    for row, overlap in overlaps.items():
+        name, document = documents[overlap.document]
+        hits[row] = {"eval_set": name, "eval_id": document.eval_id,
+                     "overlap_ngrams": overlap.ngrams, "similarity": None}  # fmt: skip
     for row, other, score in near:
         name, document = documents[other]
-        hit = hits.setdefault(
-            row,
-            {
-                "eval_set": name,
-                "eval_id": document.eval_id,
-                "overlap_ngrams": None,
-                "similarity": None,
-            },
-        )
+        hit = hits.setdefault(row, {"eval_set": name, "eval_id": document.eval_id,
+                                    "overlap_ngrams": None, "similarity": None})  # fmt: skip
         hit["similarity"] = max(hit["similarity"] or 0.0, round(score, 4))
     return [{"sample_id": ids[row], "kind": "contaminated", **hits[row]} for row in sorted(hits)]
 

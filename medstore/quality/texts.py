@@ -46,15 +46,16 @@ class Vocabulary:
         self.ids: dict[str, int] = {}
 
     def word_ids(self, text: str) -> np.ndarray:
-        ids = self.ids
-        out = []
-        for word in WORD.findall(text.lower()):
-            found = ids.get(word)
-            if found is None:
-                digest = hashlib.blake2b(word.encode(), digest_size=8, key=b"medstore-words")
-                found = ids[word] = int.from_bytes(digest.digest(), "little")
-            out.append(found)
-        return np.array(out, dtype=np.uint64)
+        words = WORD.findall(text.lower())
+        lookup = self.ids.__getitem__
+        try:  # the common case, every word seen before: a loop in C
+            return np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
+        except KeyError:
+            for word in words:
+                if word not in self.ids:
+                    digest = hashlib.blake2b(word.encode(), digest_size=8, key=b"medstore-words")
+                    self.ids[word] = int.from_bytes(digest.digest(), "little")
+            return np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
 
 
 def ngram_hashes(word_ids: np.ndarray, n: int) -> np.ndarray:
@@ -67,3 +68,23 @@ def ngram_hashes(word_ids: np.ndarray, n: int) -> np.ndarray:
         for offset in range(1, n):
             acc = acc * MULTIPLIER + word_ids[offset : offset + count]
     return acc
+
+
+def windows(
+    word_ids: list[np.ndarray], n: int, *, pad: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hash of every run of ``n`` words of many texts at once, and the text each is from
+    (in text order). ``pad``: every text gets at least one window (its words, completed with
+    zeros), so a text shorter than ``n`` still has a shingle."""
+    if pad:
+        filler = np.zeros(n - 1, dtype=np.uint64)
+        word_ids = [np.concatenate([ids if len(ids) else filler[:1], filler]) for ids in word_ids]
+    lengths = np.fromiter(map(len, word_ids), dtype=np.int64, count=len(word_ids))
+    if not len(word_ids) or lengths.sum() < n:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(word_ids)
+    grams = ngram_hashes(flat, n)
+    owner = np.repeat(np.arange(len(word_ids)), lengths)[: len(grams)]
+    ends = np.cumsum(lengths)
+    keep = np.arange(len(grams)) + n <= ends[owner]  # windows inside one text only
+    return grams[keep], owner[keep]

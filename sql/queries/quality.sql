@@ -3,7 +3,7 @@
 
 -- name: quality_samples
 -- The samples of a recipe's dataset, earliest accepted first (the first of a cluster is kept).
-SELECT m.sample_id, b.content AS sample_json
+SELECT m.sample_id, m.task_key, b.content AS sample_json
 FROM sample_membership m
 JOIN blobs b ON b.hash = m.sample_blob
 WHERE m.in_dataset AND m.recipe = :recipe
