@@ -113,22 +113,21 @@ def bench_scan(texts: list[str]) -> dict[str, float]:
 def bench_warehouse(texts: list[str]) -> dict[str, float]:
     """scan_recipe end to end: read 100k samples from a warehouse, scan, record the event."""
     recipe = get_recipe("hierarchical")()
-    with tempfile.TemporaryDirectory() as folder:
-        with Warehouse(Path(folder) / "bench.db") as warehouse:
-            batch = []
-            for number, text in enumerate(texts):
-                sample = {"sample_id": f"s-{number}", "Doctor": text}
-                event = SampleAccepted(
-                    sample_id=f"s-{number}",
-                    content_hash=json_hash(sample),
-                    sample=canonical_json(sample),
-                )
-                batch.append((event, Envelope("bench", "hierarchical", f"hierarchical:{number}")))
-                if len(batch) == 5000:
-                    warehouse.append(batch)
-                    batch = []
-            warehouse.append(batch)
-            result, seconds = timed(scan_recipe, warehouse, recipe, ScanOptions())
+    with tempfile.TemporaryDirectory() as folder, Warehouse(Path(folder) / "bench.db") as store:
+        batch = []
+        for number, text in enumerate(texts):
+            sample = {"sample_id": f"s-{number}", "Doctor": text}
+            event = SampleAccepted(
+                sample_id=f"s-{number}",
+                content_hash=json_hash(sample),
+                sample=canonical_json(sample),
+            )
+            batch.append((event, Envelope("bench", "hierarchical", f"hierarchical:{number}")))
+            if len(batch) == 5000:
+                store.append(batch)
+                batch = []
+        store.append(batch)
+        result, seconds = timed(scan_recipe, store, recipe, ScanOptions())
     return {
         "seconds": seconds,
         "duplicates": result.duplicates,
