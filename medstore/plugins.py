@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "medstore.recipes.builtin",
     "medstore.llm.builtin",
     "medstore.cli.run",
+    "medstore.cli.revalidate",
     "medstore.cli.inspection",
     "medstore.cli.samples",
     "medstore.cli.serve",

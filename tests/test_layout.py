@@ -15,8 +15,8 @@ from .conftest import REPO
 
 PACKAGE = REPO / "medstore"
 COMMANDS = [
-    "eval", "export", "merge", "migrate", "mimic", "plugins", "provenance", "report", "review",
-    "run", "samples", "serve", "status", "train", "verify",
+    "eval", "export", "merge", "migrate", "mimic", "plugins", "provenance", "report",
+    "revalidate", "review", "run", "samples", "serve", "status", "train", "verify",
 ]  # fmt: skip
 # Which subpackages each one may import (besides itself and the top-level helpers).
 LOWER_LAYERS = {
@@ -26,6 +26,7 @@ LOWER_LAYERS = {
     "sources": {"warehouse", "checks"},
     "pipeline": {"warehouse", "llm", "sources", "checks"},
     "recipes": {"warehouse", "llm", "sources", "checks", "pipeline"},
+    "quality": {"warehouse", "sources", "checks"},
     "training": {"warehouse", "llm", "sources", "checks", "pipeline", "recipes"},
     "serve": {"warehouse", "llm", "sources", "checks", "pipeline", "recipes"},
 }

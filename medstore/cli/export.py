@@ -61,6 +61,16 @@ from medstore.training.export_pairs import KINDS
     type=click.FloatRange(min=0, max=1, min_open=True),
     help="Shorthand for --splits train=R,validation=1-R.",
 )
+@click.option(
+    "--keep-duplicates",
+    is_flag=True,
+    help="Export every member of a near-duplicate cluster [default: the earliest one only].",
+)
+@click.option(
+    "--keep-contaminated",
+    is_flag=True,
+    help="Export samples that overlap held-out evaluation data [default: left out].",
+)
 @db_option
 @json_option
 def export(
@@ -71,6 +81,8 @@ def export(
     include_fallbacks: bool,
     splits_text: str | None,
     split_ratio: float | None,
+    keep_duplicates: bool,
+    keep_contaminated: bool,
     db_path: str | None,
     as_json: bool,
 ) -> None:
@@ -82,7 +94,9 @@ def export(
     hashes to, and keeps it when samples are added. Rows are sorted and no file holds a
     timestamp: re-exporting unchanged data gives identical files. Column types are declared
     per recipe, so every export has the same schema. The export is recorded as an
-    `export_written` event.
+    `export_written` event. Near-duplicates (all but the earliest of a cluster) and samples
+    contaminated by held-out evaluation data are left out, by the latest quality scan (scanned
+    again first if the dataset changed since).
 
     \b
     Example:
@@ -91,6 +105,7 @@ def export(
         python cli.py export --recipe hierarchical --format jsonl --include-fallbacks
         python cli.py export --recipe medec-cot --format hf-hub-ready --out exports/medec-hub
         python cli.py export --recipe medec-cot --kind preference --out exports/medec-dpo
+        python cli.py export --recipe consult --keep-duplicates --keep-contaminated
         python cli.py train --data exports/consult --out runs/consult-lora
     """
     from medstore.training.export import ExportError, export_dataset
@@ -104,6 +119,7 @@ def export(
         raise click.ClickException(f"recipe {recipe_name!r} has no fallback rows to include")
     with open_warehouse(db_path, must_exist=True) as warehouse:
         try:
+            left_out = quality_left_out(warehouse, recipe, keep_duplicates, keep_contaminated)
             result = export_dataset(
                 warehouse,
                 recipe,
@@ -112,6 +128,7 @@ def export(
                 include_fallbacks=include_fallbacks,
                 splits=splits,
                 kind=kind,
+                left_out=left_out,
             )
         except ExportError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -128,6 +145,28 @@ def export(
         echo_json(summary)
         return
     click.echo(render_summary(result, recipe_name))
+
+
+def quality_left_out(
+    warehouse: Any, recipe: Any, keep_duplicates: bool, keep_contaminated: bool
+) -> dict[str, str]:
+    """The samples to leave out by the latest quality scan, scanning first if it is stale."""
+    from medstore.quality.eval_sets import EvalSetError
+    from medstore.quality.scan import ensure_fresh_scan
+    from medstore.sources.base import SourceError
+
+    if not (keep_duplicates and keep_contaminated):
+        try:
+            ensure_fresh_scan(warehouse, recipe)
+        except (EvalSetError, SourceError) as exc:
+            raise click.ClickException(f"quality scan: {exc}") from exc
+    rows = warehouse.select(
+        "quality_exclusions",
+        recipe=recipe.name,
+        keep_duplicates=keep_duplicates,
+        keep_contaminated=keep_contaminated,
+    )
+    return {row["sample_id"]: row["kind"] for row in rows}
 
 
 def chosen_splits(splits_text: str | None, split_ratio: float | None) -> dict[str, float]:
@@ -154,6 +193,12 @@ def render_summary(result: Any, recipe_name: str) -> str:
     left_out = sum(result.manifest["counts"]["left_out_for_balance"].values())
     if left_out:
         lines.append(f"note: {left_out} rows left out to keep the labels balanced in every split")
+    by_quality = result.manifest["counts"].get("left_out_by_quality_scan", {})
+    if by_quality:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in by_quality.items())
+        lines.append(
+            f"note: left out by the quality scan: {kinds} (--keep-duplicates, --keep-contaminated)"
+        )
     if result.manifest["kind"] == "preference":
         pairs = result.manifest["counts"]["samples_with_pairs"]
         lines.append(f"preference pairs (prompt, chosen, rejected) of {pairs} samples")

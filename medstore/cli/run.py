@@ -209,10 +209,14 @@ def run(**params: Any) -> None:
         if params["dry_run"]:
             click.echo(render_estimate(estimate(plan, params["db_path"]).as_dict(), plan))
             return
+        if run_options.revalidate:
+            click.echo(revalidate_first(plan.recipe, params["db_path"]))
         result, runner = execute(plan, params["db_path"])
     except (SourceError, BackendUnavailable, WarehouseError, PriceUnknown, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(render_result(result, runner, run_options))
+    if result.status == "completed" and result.counts["accepted"] + result.counts["rejected"]:
+        click.echo(scan_after_run(plan.recipe, runner.warehouse.path))
     if result.status == "interrupted":
         sys.exit(130)
     if result.status == "completed" and every_task_failed(result.counts):
@@ -255,7 +259,37 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
         )
     elif counts["failed"] and not every_task_failed(counts):
         lines.append(f"{failure_summary(result)}; the next run redoes failed tasks")
+    if counts["stale_done"]:
+        lines.append(
+            f"{counts['stale_done']} of the already done were judged under other validators or "
+            f"options than now ({runner.validator_version}): --revalidate to apply them "
+            "(no calls), --redo to regenerate"
+        )
     return "\n".join(lines)
+
+
+def revalidate_first(recipe: Any, db_path: str | None) -> str:
+    """`run --revalidate`: the finished tasks judged under other validators, judged again."""
+    from medstore.cli.revalidate import render_counts
+    from medstore.pipeline.revalidate import Revalidation
+    from medstore.warehouse.store import Warehouse, default_db_path
+
+    with Warehouse(db_path or default_db_path()) as warehouse:
+        return render_counts(Revalidation(warehouse, recipe).run())
+
+
+def scan_after_run(recipe: Any, db_path: str) -> str:
+    """The end of a run: a fresh near-duplicate and contamination scan of the recipe's data."""
+    from medstore.quality.eval_sets import EvalSetError
+    from medstore.quality.scan import ensure_fresh_scan
+    from medstore.warehouse.store import Warehouse
+
+    try:
+        with Warehouse(db_path) as warehouse:
+            scan = ensure_fresh_scan(warehouse, recipe)
+    except (EvalSetError, SourceError, WarehouseError) as exc:
+        return f"quality scan skipped: {exc}"
+    return scan.summary() if scan is not None else "quality scan: the dataset is unchanged"
 
 
 def render_estimate(estimate: dict[str, Any], plan: Any) -> str:

@@ -140,7 +140,13 @@ class TaskContext:
             for validator in stage.validators:
                 errors += validator(value, variables)
         self.emit(
-            ValidationVerdict(passed=not errors, errors=errors), stage=stage.name, attempt=attempt
+            ValidationVerdict(
+                passed=not errors,
+                errors=errors,
+                validator_version=self.runner.validator_version,
+            ),
+            stage=stage.name,
+            attempt=attempt,
         )
         return value, errors
 

@@ -79,6 +79,16 @@ class RunOptions(BaseModel):
         description="How long a task stays claimed without renewal: runs sharing a warehouse "
         "split the work, and a killed run's tasks are taken over after this.",
     )
+    redo: bool = Field(
+        False,
+        description="Run again the finished tasks judged under other validators or options "
+        "(the teacher is called where the log has no answer; add --no-cache to regenerate all).",
+    )
+    revalidate: bool = Field(
+        False,
+        description="First judge the finished tasks judged under other validators or options "
+        "again from their recorded outputs, with no call (as `cli.py revalidate`).",
+    )
     # The window --rpm/--tpm count over (shorter in tests).
     rate_window_s: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
     # What run_started records as the run's configuration.

@@ -28,6 +28,7 @@ from medstore.pipeline.options import RunOptions
 from medstore.pipeline.progress import RunProgress
 from medstore.pipeline.ratelimit import RateLimiter
 from medstore.pipeline.stage import StageRejected
+from medstore.pipeline.validator_version import validator_version
 from medstore.resources import code_version
 from medstore.sources.base import Skip, Task
 from medstore.warehouse.events import (
@@ -84,6 +85,9 @@ class Runner:
         self.failures: Counter = Counter()
         self.failure_messages: dict[str, str] = {}
         self.cost = 0.0
+        self.validator_version = validator_version(recipe)
+        # Finished tasks judged under another validator version (see ``plan``).
+        self.stale: list[str] = []
         self.writer: BatchWriter
         self._stopping = False
         self._budget_exhausted = False
@@ -136,8 +140,11 @@ class Runner:
             tasks = tasks[: self.options.limit]
         if self.options.shard is not None:  # after --limit: shards of one run partition its tasks
             tasks = [task for task in tasks if self.options.shard.owns(task.key)]
-        finished = self.warehouse.finished_tasks(self.recipe.name)
-        todo = [task for task in tasks if task.key not in finished]
+        finished = self.warehouse.finished_task_versions(self.recipe.name)
+        stale = {key for key, version in finished.items() if version != self.validator_version}
+        self.stale = [task.key for task in tasks if task.key in stale]
+        redo = stale if self.options.redo else set()
+        todo = [task for task in tasks if task.key not in finished or task.key in redo]
         return tasks, skips, todo
 
     def estimate(self, source: str | None) -> Estimate:
@@ -190,6 +197,7 @@ class Runner:
                     "backend": self.backend.identity(),
                     "tasks_in_source": len(tasks),
                     "tasks_to_do": len(todo),
+                    "validator_version": self.validator_version,
                 },
                 code_version=code_version(),
                 prompt_hashes=self.recipe.prompt_hashes(),
@@ -203,6 +211,7 @@ class Runner:
                 )
             )
         self.counts["skipped_done"] = len(tasks) - len(todo)
+        self.counts["stale_done"] = 0 if self.options.redo else len(self.stale)
         self.counts["source_skipped"] = len(skips)
 
     async def record_finish(self, status: str) -> None:
@@ -302,7 +311,9 @@ class Runner:
             pid=os.getpid(),
         )
         record = make_record(event, Envelope(self.run_id, self.recipe.name, task.key))
-        return await asyncio.wrap_future(self.writer.claim(record, self.run_id))
+        redo_version = self.validator_version if self.options.redo else None
+        claimed = self.writer.claim(record, self.run_id, redo_version=redo_version)
+        return await asyncio.wrap_future(claimed)
 
     async def _run_claimed(self, task: Task) -> None:
         """Run a claimed task; if a renewal finds another run took it over, drop it."""
@@ -341,7 +352,10 @@ class Runner:
             fallback = canonical_json(rejected.fallback) if rejected.fallback is not None else None
             ctx.emit(
                 SampleRejected(
-                    reason=rejected.reason, errors=rejected.errors, fallback_sample=fallback
+                    reason=rejected.reason,
+                    errors=rejected.errors,
+                    fallback_sample=fallback,
+                    validator_version=self.validator_version,
                 )
             )
             outcome = "rejected"
@@ -376,18 +390,31 @@ class Runner:
         return "failed"
 
     def accept(self, ctx: TaskContext, sample: dict[str, Any]) -> None:
-        stable = {k: v for k, v in sample.items() if k not in self.recipe.volatile_fields}
-        digest = json_hash(stable)
-        sample_id = "s-" + short_hash(f"{ctx.task.key}|{digest}")
-        sample = {"sample_id": sample_id, **sample}
-        ctx.emit(
-            SampleAccepted(
-                sample_id=sample_id,
-                content_hash=digest,
-                sample=canonical_json(sample),
-                label=self.recipe.label(sample),
-            )
-        )
+        ctx.emit(accepted_event(self.recipe, ctx.task.key, sample, self.validator_version))
+
+
+def accepted_event(
+    recipe: Recipe,
+    task_key: str,
+    sample: dict[str, Any],
+    version: str,
+    *,
+    revalidated: bool = False,
+) -> SampleAccepted:
+    """The acceptance of ``sample``: its id is the task key and its content's hash, so the same
+    content accepted again (a resume, a revalidation) keeps its id."""
+    stable = {k: v for k, v in sample.items() if k not in recipe.volatile_fields}
+    digest = json_hash(stable)
+    sample_id = "s-" + short_hash(f"{task_key}|{digest}")
+    sample = {"sample_id": sample_id, **sample}
+    return SampleAccepted(
+        sample_id=sample_id,
+        content_hash=digest,
+        sample=canonical_json(sample),
+        label=recipe.label(sample),
+        validator_version=version,
+        revalidated=revalidated,
+    )
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ once, and ``run`` builds its command-line options from it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -155,4 +156,24 @@ def generic_report(warehouse: Any, recipe: str) -> dict[str, Any]:
         "tasks": {row["state"]: row["n"] for row in states},
         "labels": {row["label"]: row["n"] for row in labels},
         "rejection_reasons": {row["reason"]: row["n"] for row in reasons},
+        "quality": quality_figures(warehouse, recipe),
+    }
+
+
+def quality_figures(warehouse: Any, recipe: str) -> dict[str, Any]:
+    """The latest quality scan: near-duplicate clusters and contamination hits (with the
+    evaluation document each matched), as the ``quality_flags`` view has them."""
+    scan = warehouse.select_one("quality_latest_scan", recipe=recipe)
+    if scan is None:
+        return {"scanned": False}
+    payload = json.loads(scan["payload_json"])
+    kinds = warehouse.select("quality_report_counts", recipe=recipe)
+    return {
+        "scanned_utc": scan["created_utc"],
+        "samples_scanned": payload["samples"],
+        "eval_sets": {s["name"]: s["documents"] for s in payload.get("eval_sets", [])},
+        "duplicate_clusters": payload["clusters"],
+        "flagged": {row["kind"]: row["samples"] for row in kinds},
+        "contamination_hits": warehouse.select("quality_report_hits", recipe=recipe, limit=10),
+        "notes": payload.get("notes", []),
     }

@@ -129,12 +129,14 @@ def export_dataset(
     include_fallbacks: bool = False,
     splits: dict[str, float] = DEFAULT_SPLITS,
     kind: str = "sft",
+    left_out: dict[str, str] | None = None,
 ) -> ExportResult:
     """Write the recipe's dataset to ``out_dir`` (replacing an earlier export there), then record
     an ``export_written`` event. Nothing is written if the dataset is empty. ``splits`` are the
     shares of train, validation and test (the groups, not the rows, are split). ``kind``: sft
     (the samples, with ``messages`` and ``prompt``/``completion``) or preference (DPO pairs:
-    ``prompt``, ``chosen``, ``rejected``; see export_pairs)."""
+    ``prompt``, ``chosen``, ``rejected``; see export_pairs). ``left_out``: sample ids not to
+    export, with why (a quality scan's duplicates and contaminated rows)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if kind not in KINDS:
@@ -145,12 +147,16 @@ def export_dataset(
     if kind == "preference":
         if include_fallbacks:
             raise ExportError("--include-fallbacks: fallback rows make no preference pairs")
-        rows, stats = build_preference_rows(warehouse, recipe, splits=splits)
+        rows, stats = build_preference_rows(warehouse, recipe, splits=splits, left_out=left_out)
         if not rows:
             raise no_pairs(warehouse, recipe)
     else:
         rows, stats = build_rows(
-            warehouse, recipe, include_fallbacks=include_fallbacks, splits=splits
+            warehouse,
+            recipe,
+            include_fallbacks=include_fallbacks,
+            splits=splits,
+            left_out=left_out,
         )
     if not rows:
         raise empty_export(warehouse, recipe, include_fallbacks)

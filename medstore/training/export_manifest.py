@@ -37,6 +37,8 @@ def manifest_counts(
         "left_out_for_balance": {
             split: stats.get("left_out_for_balance", {}).get(split, 0) for split in splits
         },
+        # Duplicates and contaminated rows a quality scan flagged (medstore/quality/scan.py).
+        "left_out_by_quality_scan": stats.get("left_out_by_quality_scan", {}),
         "origins": dict(sorted(Counter(row["origin"] for row in rows).items())),
         "with_messages": stats.get("with_messages", 0),
         "samples_with_pairs": stats.get("samples_with_pairs", 0),

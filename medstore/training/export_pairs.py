@@ -90,10 +90,15 @@ def pair_rows(
 
 
 def build_preference_rows(
-    warehouse: Warehouse, recipe: Recipe, *, splits: dict[str, float]
+    warehouse: Warehouse,
+    recipe: Recipe,
+    *,
+    splits: dict[str, float],
+    left_out: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The pairs of every accepted sample in the recipe's dataset view, sorted by task key and
-    rejected response; and counters (samples with a pair, rejected outputs that make none)."""
+    rejected response; and counters (samples with a pair, rejected outputs that make none).
+    ``left_out``: sample ids to skip, with why (the quality scan's duplicates, contamination)."""
     if not recipe.preference_stages:
         raise ExportError(
             f"recipe {recipe.name!r} has no preference pairs (--kind preference needs a recipe "
@@ -105,9 +110,18 @@ def build_preference_rows(
     view_rows = sorted(
         read_view(warehouse, recipe.dataset_view, recipe.name), key=lambda r: r["task_key"]
     )
+    left_out = left_out or {}
+    by_quality: Counter = Counter()
     for view_row in view_rows:
+        if view_row["sample_id"] in left_out:
+            by_quality[left_out[view_row["sample_id"]]] += 1
+            continue
         found = pair_rows(recipe, view_row, failures.get(view_row["task_key"], []), splits, stats)
         stats["samples_with_pairs"] += bool(found)
         rows += found
     stats["with_messages"] = len(rows)
-    return rows, {**stats, "left_out_for_balance": {}}
+    return rows, {
+        **stats,
+        "left_out_for_balance": {},
+        "left_out_by_quality_scan": dict(sorted(by_quality.items())),
+    }

@@ -134,6 +134,7 @@ def build_rows(
     *,
     include_fallbacks: bool,
     splits: dict[str, float] = DEFAULT_SPLITS,
+    left_out: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The export rows, sorted by task key, balanced inside every split where the recipe asks,
     and counters (think conversions, messages, rows left out for balance)."""
@@ -141,15 +142,21 @@ def build_rows(
     if include_fallbacks and recipe.fallback_view:
         sources.append(("fallback", recipe.fallback_view))
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
+    left_out = left_out or {}
+    by_quality: Counter = Counter()
     for origin, view in sources:
         for view_row in read_view(warehouse, view, recipe.name):
+            if view_row["sample_id"] in left_out:
+                by_quality[left_out[view_row["sample_id"]]] += 1
+                continue
             chosen.setdefault(view_row["task_key"], (origin, view_row))  # accepted rows win
     stats: Counter = Counter()
     rows = [export_row(recipe, *chosen[key], splits, stats) for key in sorted(chosen)]
-    left_out = balance_in_splits(rows, recipe.balanced_labels)
-    return [row for row in rows if row["sample_id"] not in left_out], {
+    left_out_for_balance = balance_in_splits(rows, recipe.balanced_labels)
+    return [row for row in rows if row["sample_id"] not in left_out_for_balance], {
         **stats,
-        "left_out_for_balance": dict(Counter(left_out.values())),
+        "left_out_for_balance": dict(Counter(left_out_for_balance.values())),
+        "left_out_by_quality_scan": dict(sorted(by_quality.items())),
     }
 
 

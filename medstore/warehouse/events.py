@@ -138,6 +138,8 @@ class ValidationVerdict(Event):
     passed: bool
     errors: list[str] = []
     metrics: dict[str, Any] = {}
+    # The validator set that judged (medstore/pipeline/validator_version.py); None before it.
+    validator_version: str | None = None
 
 
 class RepairRequested(Event):
@@ -152,6 +154,8 @@ class SampleAccepted(Event):
     content_hash: str
     sample: str  # the sample as canonical JSON
     label: str | None = None
+    validator_version: str | None = None
+    revalidated: bool = False  # judged again from recorded outputs (`revalidate`), no call
     blob_fields = ("sample",)
 
 
@@ -160,6 +164,8 @@ class SampleRejected(Event):
     reason: str
     errors: list[str] = []
     fallback_sample: str | None = None
+    validator_version: str | None = None
+    revalidated: bool = False
     blob_fields = ("fallback_sample",)
 
 
@@ -179,6 +185,29 @@ class ReviewVerdict(Event):
     verdict: str  # accept | reject
     reviewer: str
     note: str = ""
+
+
+class QualityScan(Event):
+    """Near-duplicate clusters and contamination hits over a recipe's samples at one moment.
+
+    ``flags`` (a JSON list, stored once as a blob) holds one object per flagged sample: a
+    near or semantic duplicate names its cluster and the representative kept; a contaminated
+    sample names the evaluation set and document it matched. The latest scan of a recipe is
+    what the ``quality_flags`` view shows and exports leave out."""
+
+    event_type = "quality_scan"
+    scanner_version: str  # the settings, eval data and code: same version, same verdicts
+    settings: dict[str, Any]
+    eval_sets: list[dict[str, Any]] = []
+    samples: int
+    sample_set_hash: str  # the scanned sample ids: a later dataset differs, so the scan is stale
+    clusters: int
+    duplicates: int
+    contaminated: int
+    seconds: float
+    notes: list[str] = []
+    flags: str
+    blob_fields = ("flags",)
 
 
 # Exports, training and evaluation ----------------------------------------------------------------

@@ -350,6 +350,11 @@ class Warehouse:
     def finished_tasks(self, recipe: str) -> set[str]:
         return {row["task_key"] for row in self.select("finished_tasks", recipe=recipe)}
 
+    def finished_task_versions(self, recipe: str) -> dict[str, str | None]:
+        """Finished tasks and the validator version their latest verdict was judged under."""
+        rows = self.select("finished_task_versions", recipe=recipe)
+        return {row["task_key"]: row["validator_version"] for row in rows}
+
     def answered_request_hashes(self) -> set[str]:
         """Hashes of every request the log holds an answer to (see warehouse/projections.py)."""
         return {row["request_hash"] for row in self.select("answered_request_hashes")}

@@ -45,11 +45,15 @@ class Claim:
     record: EventRecord
     owner: str
     future: Future
+    # `run --redo`: a task finished under another validator version is to be done again.
+    redo_version: str | None = None
 
     def decide(self, conn: sqlite3.Connection) -> str:
         env = self.record.envelope
         state = queries.select_one(conn, "lease_state", recipe=env.recipe, task_key=env.task_key)
-        if state["head_type"] in ("sample_accepted", "sample_rejected"):
+        if state["head_type"] in ("sample_accepted", "sample_rejected") and (
+            self.redo_version is None or state["head_version"] == self.redo_version
+        ):
             return FINISHED
         held_by_other = (
             state["owner"] is not None
@@ -92,10 +96,10 @@ class BatchWriter:
     def submit(self, records: list[EventRecord]) -> Future:
         return self._put(Appends(records, Future()))
 
-    def claim(self, record: EventRecord, owner: str) -> Future:
+    def claim(self, record: EventRecord, owner: str, *, redo_version: str | None = None) -> Future:
         """Hold the record's task for ``owner`` (a new claim or a renewal): resolves to
         "granted", "held" (another run holds it) or "finished" (nothing left to do)."""
-        return self._put(Claim(record, owner, Future()))
+        return self._put(Claim(record, owner, Future(), redo_version))
 
     def _put(self, item: Item) -> Future:
         if self._error is not None:

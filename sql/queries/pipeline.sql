@@ -25,3 +25,41 @@ SELECT count(*) AS tasks, avg(calls) AS calls, avg(input_tokens) AS input_tokens
        avg(output_tokens) AS output_tokens
 FROM per_task
 WHERE replays = 0 AND responses > 0;
+
+-- name: revalidation_tasks
+-- Finished tasks of a recipe for `revalidate`: the state and validator version of the latest
+-- verdict, and the source record its latest attempt started from.
+SELECT
+    t.task_key,
+    t.state,
+    t.sample_id,
+    t.validator_version,
+    json_extract(s.payload_json, '$.source_id') AS source_id,
+    json_extract(s.payload_json, '$.source_record_blob') AS source_record_blob
+FROM task_state t
+JOIN events s ON s.id = (
+    SELECT max(x.id) FROM events x
+    WHERE x.recipe = t.recipe AND x.task_key = t.task_key AND x.event_type = 'task_started'
+)
+WHERE t.recipe = :recipe AND t.state IN ('accepted', 'rejected')
+ORDER BY t.task_key;
+
+-- name: revalidation_answers
+-- Every recorded answer (a response or a cache replay) to a task's requests, oldest first,
+-- with the request's stage, repair attempt and messages (content blob hashes).
+SELECT
+    q.stage,
+    q.attempt,
+    json_extract(q.payload_json, '$.messages') AS messages,
+    json_extract(a.payload_json, '$.raw_output_blob') AS raw_output_blob
+FROM events q
+JOIN events a ON a.parent_event_id = q.event_id
+WHERE q.recipe = :recipe AND q.task_key = :task_key AND q.event_type = 'llm_request'
+  AND a.event_type IN ('llm_response', 'cache_replay')
+ORDER BY a.id;
+
+-- name: revalidation_recipes
+-- The recipes with finished tasks in the warehouse (what `revalidate` without --recipe judges).
+SELECT DISTINCT recipe FROM task_state
+WHERE state IN ('accepted', 'rejected') AND recipe IS NOT NULL
+ORDER BY recipe;

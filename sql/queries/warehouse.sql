@@ -33,6 +33,12 @@ SELECT content FROM blobs WHERE hash = :hash;
 -- Tasks whose latest state is final (accepted or rejected): resume skips them.
 SELECT task_key FROM task_state WHERE recipe = :recipe AND state IN ('accepted', 'rejected');
 
+-- name: finished_task_versions
+-- Finished tasks with the validator version of their latest verdict: resume says when it
+-- differs from the current one (options or validators changed since the task ended).
+SELECT task_key, validator_version FROM task_state
+WHERE recipe = :recipe AND state IN ('accepted', 'rejected');
+
 -- name: answered_request_hashes
 -- Every request the log holds an answer to (the request cache's index; see projections).
 SELECT request_hash FROM answered_requests;
@@ -103,8 +109,8 @@ ORDER BY id;
 SELECT * FROM provenance WHERE sample_id = :sample_id ORDER BY id;
 
 -- name: lease_state^
--- Who may work on a task now: its latest deciding event (finished if accepted or rejected) and
--- its latest claim, with whether the task ended (or failed) after that claim.
+-- Who may work on a task now: its latest deciding event (finished if accepted or rejected; its
+-- validator version, for `run --redo`) and its latest claim, with whether the task ended (or failed) after that claim.
 WITH claim AS (
     SELECT
         id,
@@ -125,6 +131,13 @@ SELECT
         ORDER BY id DESC
         LIMIT 1
     ) AS head_type,
+    (
+        SELECT json_extract(payload_json, '$.validator_version') FROM events
+        WHERE recipe = :recipe AND task_key = :task_key
+          AND event_type IN ('task_started', 'sample_accepted', 'sample_rejected', 'task_failed')
+        ORDER BY id DESC
+        LIMIT 1
+    ) AS head_version,
     claim.owner,
     claim.expires_utc,
     claim.host,

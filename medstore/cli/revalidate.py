@@ -1,0 +1,130 @@
+"""`revalidate`: judge finished tasks again from the outputs in the log (no LLM call), then
+scan the dataset for near-duplicates and contamination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from medstore.cli.model_options import add_model_options, build_model, given
+from medstore.cli.options import CONTEXT, db_option, echo_json, open_warehouse
+from medstore.cli.run import RunCommand, recipe_values
+from medstore.hookspecs import hookimpl
+from medstore.quality.scan import ScanOptions
+
+SCAN_FIELDS = list(ScanOptions.model_fields)
+
+
+@click.command(cls=RunCommand, context_settings=CONTEXT)
+@click.option(
+    "--recipe", help="Whose tasks to judge again [default: every recipe in the warehouse]."
+)
+@click.option(
+    "-o",
+    "--option",
+    "pairs",
+    type=(str, str),
+    multiple=True,
+    metavar="KEY VALUE",
+    help="A recipe option as a key and a value (e.g. -o min_preservation 0.7).",
+)
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Judge every finished task, not only those judged under other validators or options.",
+)
+@add_model_options(ScanOptions)
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def revalidate(**params: Any) -> None:
+    """Re-run the current validators on the raw outputs already in the log: no LLM call.
+
+    Each finished task whose verdict was given under other validators or options (a changed
+    threshold, a new check) is judged again from its recorded outputs, and the new verdict is
+    recorded under the current validator version: samples that no longer pass leave `samples`
+    and exports (the reason is in `status` and the task's page), samples that now pass join.
+    Then the dataset is scanned for near-duplicates and contamination (see `report`).
+
+    \b
+    Example:
+        python cli.py revalidate --recipe hierarchical --min-preservation 0.7
+        python cli.py revalidate --recipe consult --all --against heldout.jsonl
+        python cli.py revalidate
+    """
+    from medstore.pipeline.revalidate import Revalidation
+    from medstore.plugins import get_recipe
+    from medstore.quality.eval_sets import EvalSetError
+    from medstore.quality.scan import scan_recipe
+
+    ctx = click.get_current_context()
+    scan_options = build_model(ScanOptions, given(ctx, SCAN_FIELDS))
+    reports = []
+    with open_warehouse(params["db_path"], must_exist=True) as warehouse:
+        names = [params["recipe"]] if params["recipe"] else warehouse_recipes(warehouse)
+        for name in names:
+            try:
+                recipe_class = get_recipe(name)
+            except KeyError as exc:
+                raise click.ClickException(exc.args[0]) from exc
+            values = recipe_values(ctx, name, params["pairs"]) if params["recipe"] else {}
+            recipe = recipe_class(build_model(recipe_class.Options, values))
+            result = Revalidation(warehouse, recipe, everything=params["everything"]).run()
+            try:
+                scan = scan_recipe(warehouse, recipe, scan_options)
+            except EvalSetError as exc:
+                raise click.ClickException(str(exc)) from exc
+            reports.append((result, scan))
+    if params["as_json"]:
+        echo_json([as_dict(result, scan) for result, scan in reports])
+        return
+    for result, scan in reports:
+        click.echo(render(result, scan))
+
+
+def warehouse_recipes(warehouse: Any) -> list[str]:
+    return [row["recipe"] for row in warehouse.select("revalidation_recipes")]
+
+
+def as_dict(result: Any, scan: Any) -> dict[str, Any]:
+    return {
+        "recipe": result.recipe,
+        "run_id": result.run_id,
+        "validator_version": result.validator_version,
+        "counts": dict(result.counts),
+        "changes": [
+            {"task_key": key, "outcome": outcome, "reason": reason}
+            for key, outcome, reason in result.changes
+        ],
+        "quality": {
+            "samples": scan.samples,
+            "clusters": scan.clusters,
+            "duplicates": scan.duplicates,
+            "contaminated": scan.contaminated,
+            "notes": scan.notes,
+        },
+    }
+
+
+def render(result: Any, scan: Any) -> str:
+    return render_counts(result) + "\n" + scan.summary()
+
+
+def render_counts(result: Any) -> str:
+    """What a revalidation did, and the first tasks whose membership changed, with reasons."""
+    counts = result.counts
+    lines = [
+        f"revalidate {result.recipe} under {result.validator_version}: {counts['judged']} "
+        f"task(s) judged again from the log with 0 LLM calls: {counts['unchanged']} unchanged, "
+        f"{counts['left']} left the dataset, {counts['joined']} joined, {counts['changed']} "
+        f"changed, {counts['unresolved']} unresolved"
+    ]
+    for key, outcome, reason in result.changes:
+        lines.append(f"  {outcome}: {key}" + (f": {reason}" if reason else ""))
+    return "\n".join(lines)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(revalidate)

@@ -1,0 +1,240 @@
+"""Judge finished tasks again from the outputs already in the log, with no LLM call.
+
+``revalidate`` runs each task's recipe again, exactly as a run does (``recipe.run`` and the
+context's parse-and-validate step, so every validator and gate the recipe uses today applies),
+but every stage call is answered from the log: the recorded answer to the same instructions
+(the same user message) at the same stage and repair attempt. Nothing is sent.
+
+- A recorded output that passes the current validators is used as before; one that fails is
+  repaired only with a repair the log already holds. Without one the task is rejected, with
+  the current validators' errors as the reason (``run --redo`` asks the teacher).
+- A stage whose instructions the log never answered (an earlier stage now passes on another
+  attempt, so the next prompt differs) cannot be judged without a call: the task keeps its
+  verdict and is counted as unresolved.
+
+The new verdicts (``validation_verdict``, ``sample_accepted`` / ``sample_rejected`` marked
+``revalidated``) carry the current validator version; the latest verdict of a task decides its
+membership in ``samples`` (sql/views/20_task_state.sql, sql/derived/sample_index.sql).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from medstore.pipeline.context import TaskContext
+from medstore.pipeline.options import RunOptions
+from medstore.pipeline.runner import accepted_event
+from medstore.pipeline.stage import Stage, StageRejected
+from medstore.pipeline.validator_version import validator_version
+from medstore.resources import code_version
+from medstore.sources.base import Task
+from medstore.warehouse.events import (
+    Envelope,
+    Event,
+    EventRecord,
+    RepairRequested,
+    RunFinished,
+    RunStarted,
+    SampleRejected,
+    make_record,
+)
+from medstore.warehouse.hashing import canonical_json, content_hash, uuid7
+from medstore.warehouse.store import Warehouse, append_records
+
+if TYPE_CHECKING:
+    from medstore.llm import GenerationParams
+    from medstore.recipes.base import Recipe
+
+SHOWN_CHANGES = 10
+
+
+class ReplayMissing(Exception):
+    """The log holds no answer to a stage's instructions: judging it would take a call."""
+
+
+def instructions_key(messages: list[dict[str, Any]]) -> tuple[str, ...]:
+    """What identifies a stage's instructions across backends: the hashes of the non-system
+    messages among the first two (a prompt dialect may add the schema to the system prompt; a
+    repair appends the rejected answer and the errors after them)."""
+    return tuple(
+        message.get("content_blob") or content_hash(message["content"])
+        for message in messages[:2]
+        if message["role"] != "system"
+    )
+
+
+class RecordedAnswers:
+    """A task's recorded answers by (stage, attempt, instructions); the latest one wins."""
+
+    def __init__(self, warehouse: Warehouse, recipe: str, task_key: str) -> None:
+        self.warehouse = warehouse
+        self.blobs: dict[tuple[str, int, tuple[str, ...]], str] = {}
+        for row in warehouse.select("revalidation_answers", recipe=recipe, task_key=task_key):
+            key = (row["stage"], row["attempt"] or 0, instructions_key(json.loads(row["messages"])))
+            self.blobs[key] = row["raw_output_blob"]
+
+    def get(self, stage: str, attempt: int, messages: list[dict[str, str]]) -> str | None:
+        return self.warehouse.blob(self.blobs.get((stage, attempt, instructions_key(messages))))
+
+
+class Collector:
+    """Stands in for the run's writer: keeps a task's records until its verdict is known."""
+
+    def __init__(self) -> None:
+        self.records: list[EventRecord] = []
+
+    def submit(self, records: list[EventRecord]) -> Future:
+        self.records.extend(records)
+        done: Future = Future()
+        done.set_result(None)
+        return done
+
+
+class ReplayContext(TaskContext):
+    """A task context whose calls are answered by the log, and that never asks for a repair."""
+
+    def __init__(self, revalidation: Revalidation, task: Task, answers: RecordedAnswers) -> None:
+        super().__init__(revalidation, task)  # type: ignore[arg-type]
+        self.answers = answers
+        self.last_errors: list[str] = []
+
+    def emit(self, event: Event, **where: Any) -> EventRecord:
+        if isinstance(event, RepairRequested):  # nothing is requested: the log answers
+            return make_record(event, Envelope())
+        return super().emit(event, **where)
+
+    def check(
+        self, stage: Stage, text: str, variables: dict[str, Any], attempt: int
+    ) -> tuple[Any, list[str]]:
+        value, self.last_errors = super().check(stage, text, variables, attempt)
+        return value, self.last_errors
+
+    async def call(
+        self, stage: Stage, messages: list[dict[str, str]], params: GenerationParams, attempt: int
+    ) -> str:
+        text = self.answers.get(stage.name, attempt, messages)
+        if text is not None:
+            return text
+        if attempt == 0:
+            raise ReplayMissing(stage.name)
+        raise StageRejected(
+            f"{stage.name}: fails validator version {self.runner.validator_version} and the log "
+            f"holds no repair {attempt} (revalidated with no call; `run --redo` asks the teacher)",
+            self.last_errors,
+        )
+
+
+@dataclass
+class RevalidationResult:
+    run_id: str
+    recipe: str
+    validator_version: str
+    counts: Counter = field(default_factory=Counter)
+    # (task key, what happened, the reason) for the first tasks whose membership changed.
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class Revalidation:
+    """Judges a recipe's finished tasks again under its current validators; see the module."""
+
+    def __init__(self, warehouse: Warehouse, recipe: Recipe, *, everything: bool = False) -> None:
+        self.warehouse = warehouse
+        self.recipe = recipe
+        self.everything = everything
+        self.run_id = uuid7()
+        self.validator_version = validator_version(recipe)
+        self.options = RunOptions()
+        self.secrets: tuple[str, ...] = ()
+        self.writer = Collector()
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The finished tasks to judge: those judged under another version (or all)."""
+        rows = self.warehouse.select("revalidation_tasks", recipe=self.recipe.name)
+        if self.everything:
+            return rows
+        return [row for row in rows if row["validator_version"] != self.validator_version]
+
+    def run(self) -> RevalidationResult:
+        result = RevalidationResult(self.run_id, self.recipe.name, self.validator_version)
+        rows = self.tasks()
+        self.write(
+            RunStarted(
+                command="revalidate",
+                config={
+                    "recipe": self.recipe.name,
+                    "recipe_options": self.recipe.options.model_dump(mode="json"),
+                    "validator_version": self.validator_version,
+                    "everything": self.everything,
+                    "tasks_to_do": len(rows),
+                },
+                code_version=code_version(),
+                prompt_hashes=self.recipe.prompt_hashes(),
+            )
+        )
+        for row in rows:
+            self.judge(row, result)
+        self.write(RunFinished(status="completed", counts=dict(result.counts)))
+        return result
+
+    def write(self, event: Event) -> None:
+        envelope = Envelope(self.run_id, self.recipe.name)
+        append_records(self.warehouse.conn, [make_record(event, envelope)])
+
+    def judge(self, row: dict[str, Any], result: RevalidationResult) -> None:
+        """One task again: its new verdict is written with the stage verdicts that led to it."""
+        task = Task(
+            row["task_key"],
+            row["source_id"],
+            json.loads(self.warehouse.blob(row["source_record_blob"]) or "{}"),
+        )
+        answers = RecordedAnswers(self.warehouse, self.recipe.name, task.key)
+        self.writer = Collector()
+        ctx = ReplayContext(self, task, answers)
+        result.counts["judged"] += 1
+        try:
+            sample = asyncio.run(self.recipe.run(task, ctx))
+        except ReplayMissing as missing:
+            result.counts["unresolved"] += 1
+            note = f"stage {missing} would need a call (`run --redo`)"
+            result.changes.append((task.key, "unresolved", note))
+            return
+        except StageRejected as rejected:
+            fallback = canonical_json(rejected.fallback) if rejected.fallback is not None else None
+            verdict: Event = SampleRejected(
+                reason=rejected.reason,
+                errors=rejected.errors,
+                fallback_sample=fallback,
+                validator_version=self.validator_version,
+                revalidated=True,
+            )
+            reason = rejected.reason
+        else:
+            verdict = accepted_event(
+                self.recipe, task.key, sample, self.validator_version, revalidated=True
+            )
+            reason = ""
+        ctx.emit(verdict)
+        append_records(self.warehouse.conn, self.writer.records)
+        self.count(row, verdict, reason, result)
+
+    def count(
+        self, row: dict[str, Any], verdict: Event, reason: str, result: RevalidationResult
+    ) -> None:
+        now_in = verdict.event_type == "sample_accepted"
+        was_in = row["state"] == "accepted"
+        if now_in and not was_in:
+            outcome = "joined"
+        elif was_in and not now_in:
+            outcome = "left"
+        elif now_in and getattr(verdict, "sample_id", None) != row["sample_id"]:
+            outcome = "changed"
+        else:
+            outcome = "unchanged"
+        result.counts[outcome] += 1
+        if outcome != "unchanged" and len(result.changes) < SHOWN_CHANGES:
+            result.changes.append((row["task_key"], outcome, reason))

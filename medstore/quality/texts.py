@@ -1,0 +1,90 @@
+"""A sample as text to compare, its words, and their n-gram hashes (numpy, stable across runs).
+
+Word ids are a keyed blake2b of each word (cached), so hashes, signatures and clusters are the
+same in every process (Python's own ``hash`` of a string is salted per process). An n-gram's
+hash is a polynomial over its word ids, computed for every window of a text at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+WORD = re.compile(r"\w+")
+MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial keeps every word's bits
+SKIPPED_FIELDS = {"sample_id"}
+
+
+def sample_text(value: Any, skip: Iterable[str] = ()) -> str:
+    """Every string inside a sample (keys in ``skip`` left out), in field order, one per line."""
+    skipped = SKIPPED_FIELDS | set(skip)
+    parts: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if key not in skipped:
+                    walk(inner)
+        elif isinstance(item, list):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return "\n".join(parts)
+
+
+class Vocabulary:
+    """Stable 64-bit ids of lower-cased words, computed once per word."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def word_ids(self, text: str) -> np.ndarray:
+        words = WORD.findall(text.lower())
+        lookup = self.ids.__getitem__
+        try:  # the common case, every word seen before: a loop in C
+            return np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
+        except KeyError:
+            for word in words:
+                if word not in self.ids:
+                    digest = hashlib.blake2b(word.encode(), digest_size=8, key=b"medstore-words")
+                    self.ids[word] = int.from_bytes(digest.digest(), "little")
+            return np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
+
+
+def ngram_hashes(word_ids: np.ndarray, n: int) -> np.ndarray:
+    """The hash of every run of ``n`` words (none for a text shorter than ``n``)."""
+    count = len(word_ids) - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    acc = word_ids[:count].copy()
+    with np.errstate(over="ignore"):  # wrapping arithmetic modulo 2^64 is the point
+        for offset in range(1, n):
+            acc = acc * MULTIPLIER + word_ids[offset : offset + count]
+    return acc
+
+
+def windows(
+    word_ids: list[np.ndarray], n: int, *, pad: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hash of every run of ``n`` words of many texts at once, and the text each is from
+    (in text order). ``pad``: every text gets at least one window (its words, completed with
+    zeros), so a text shorter than ``n`` still has a shingle."""
+    if pad:
+        filler = np.zeros(n - 1, dtype=np.uint64)
+        word_ids = [np.concatenate([ids if len(ids) else filler[:1], filler]) for ids in word_ids]
+    lengths = np.fromiter(map(len, word_ids), dtype=np.int64, count=len(word_ids))
+    if not len(word_ids) or lengths.sum() < n:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(word_ids)
+    grams = ngram_hashes(flat, n)
+    owner = np.repeat(np.arange(len(word_ids)), lengths)[: len(grams)]
+    ends = np.cumsum(lengths)
+    keep = np.arange(len(grams)) + n <= ends[owner]  # windows inside one text only
+    return grams[keep], owner[keep]
