@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,14 @@ from click.testing import CliRunner
 
 from medstore.cli import cli
 from medstore.pipeline.budget import BudgetExhausted, Reservation
+from medstore.pipeline.ray_worker import release_lost_claims
 from medstore.pipeline.shard import shard_of
 from medstore.pipeline.shared_limits import SharedLimits
 from medstore.recipes.consult import ConsultRecipe
+from medstore.warehouse.events import Envelope, RunFinished, TaskClaimed, make_record
+from medstore.warehouse.hashing import utc_after
 from medstore.warehouse.store import Warehouse
+from medstore.warehouse.writer import GRANTED, HELD, Claim
 
 from .conftest import REPO
 from .fakeserver import Reply, serve
@@ -255,6 +260,41 @@ def test_shared_limits_free_a_dead_workers_slots_and_count_its_reservations() ->
     assert limits.totals()["spent_usd"] == pytest.approx(0.5)
     assert limits.totals()["reserved_usd"] == 0 and limits.limiter.in_flight == 2
     assert Reservation(0.1).amount == 0.1 and issubclass(BudgetExhausted, Exception)
+
+
+def test_an_heir_on_another_node_need_not_wait_out_a_dead_workers_claims(tmp_path) -> None:
+    far = {"host": "another-node", "pid": 1}  # not this machine: its process cannot be looked up
+    with Warehouse(tmp_path / "shard.db") as warehouse:
+        warehouse.append(
+            [
+                (
+                    TaskClaimed(owner="dead", expires_utc=utc_after(300), **far),
+                    claim_of("dead", "k1"),
+                ),
+                (
+                    TaskClaimed(owner="done", expires_utc=utc_after(300), **far),
+                    claim_of("done", "k2"),
+                ),
+                (RunFinished(status="completed", counts={}), Envelope("done")),
+            ]
+        )
+
+        def decide(key: str) -> str:
+            record = make_record(
+                TaskClaimed(owner="heir", expires_utc=utc_after(300)), claim_of("heir", key)
+            )
+            return Claim(record, "heir", Future()).decide(warehouse.conn)
+
+        assert decide("k1") == HELD
+        assert release_lost_claims(warehouse) == 1
+        assert decide("k1") == GRANTED  # the dead run's claim, released by its heir
+        assert decide("k2") == HELD  # a run that finished is no worker lost
+        assert release_lost_claims(warehouse) == 0
+        assert warehouse.verify().ok
+
+
+def claim_of(run: str, key: str) -> Envelope:
+    return Envelope(run, "consult", key)
 
 
 def test_missing_ray_is_one_line(source, tmp_path) -> None:

@@ -50,6 +50,7 @@ class RayRun:
     cost: float = 0.0
     shard_runs: list[dict[str, Any]] = field(default_factory=list)
     lost_workers: int = 0
+    interrupted: bool = False
     totals: dict[str, Any] = field(default_factory=dict)
 
 
@@ -89,6 +90,8 @@ def execute_on_ray(
         if started:
             ray.shutdown()
     result = combine(ray_run, outcome.shard_runs, len(tasks) - len(todo), len(skips))
+    if outcome.interrupted:
+        result.status = "interrupted"
     outcome.cost = sum(run["cost"] for run in outcome.shard_runs)
     return result, outcome
 
@@ -200,12 +203,22 @@ def run_pool(
             if "error" in shard_run:
                 raise ExecutorError(f"shard {spec.label}: {shard_run['error']}")
             finish(spec, shard_run, path, outcome, say)
+    except KeyboardInterrupt:  # Ctrl-C: keep what the workers did; the next run resumes
+        stop_workers(ray, running, limits, path)
+        outcome.interrupted = True
     except BaseException:
-        for actor, spec in running.values():
-            ray.kill(actor)
-            ray.get(limits.forget.remote(spec.holder))
-            merge_warehouses([spec.log], str(path))  # what it did so far; resumed next run
+        stop_workers(ray, running, limits, path)
         raise
+
+
+def stop_workers(
+    ray: Any, running: dict[Any, tuple[Any, ShardSpec]], limits: Any, path: Path
+) -> None:
+    """Stop the workers still running and merge what their logs hold so far."""
+    for actor, spec in running.values():
+        ray.kill(actor)
+        ray.get(limits.forget.remote(spec.holder))
+        merge_warehouses([spec.log], str(path))
 
 
 def lost(

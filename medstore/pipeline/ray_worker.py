@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,8 @@ from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import Runner
 from medstore.pipeline.shared_limits import RemoteBudget, RemoteLimiter
 from medstore.sources.base import Skip, Task
+from medstore.warehouse.events import Envelope, TaskClaimed
+from medstore.warehouse.hashing import utc_now
 from medstore.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,8 @@ def run_one_shard(spec: ShardSpec, limits: Any) -> dict[str, Any]:
         pricing = Budget(options.max_cost, backend.model, price_factor)
         budget = RemoteBudget(limits, spec.holder, pricing)
     with Warehouse(spec.log) as warehouse:
+        if spec.attempt:
+            release_lost_claims(warehouse)
         runner = Runner(
             warehouse,
             recipe,
@@ -93,3 +99,21 @@ def run_one_shard(spec: ShardSpec, limits: Any) -> dict[str, Any]:
         "failure_messages": result.failure_messages,
         "cost": runner.cost,
     }
+
+
+def release_lost_claims(warehouse: Warehouse) -> int:
+    """Free the claims a dead worker left in its shard log, so that its heir, maybe on another
+    node (where the dead process cannot be looked up), need not wait out their lease. Each
+    release is the dead run's claim renewed to expire now, written before the heir starts."""
+    claims = warehouse.select("claims_of_unfinished_runs", now=utc_now())
+    if not claims:
+        return 0
+    host, pid = socket.gethostname(), os.getpid()
+    warehouse.append(
+        (
+            TaskClaimed(owner=c["owner"], expires_utc=utc_now(), host=host, pid=pid),
+            Envelope(c["owner"], c["recipe"], c["task_key"]),
+        )
+        for c in claims
+    )
+    return len(claims)
