@@ -182,9 +182,11 @@ def run(**params: Any) -> None:
         python cli.py run --recipe consult --model gpt-4o-mini --dry-run
         python cli.py run --recipe consult --model gpt-4o-mini --rpm 500 --max-cost 20
         python cli.py run --recipe consult --shard 0/4 --db shard0.db --batch --concurrency 5000
+        python cli.py run --recipe consult --executor ray --workers 8 --ray-address auto
     """
     from medstore.pipeline.budget import PriceUnknown
     from medstore.pipeline.launch import estimate, execute, plan_run
+    from medstore.pipeline.shard import ExecutorError
     from medstore.plugins import get_recipe
 
     ctx = click.get_current_context()
@@ -211,8 +213,16 @@ def run(**params: Any) -> None:
             return
         if run_options.revalidate:
             click.echo(revalidate_first(plan.recipe, params["db_path"]))
-        result, runner = execute(plan, params["db_path"])
-    except (SourceError, BackendUnavailable, WarehouseError, PriceUnknown, ValueError) as exc:
+        say = lambda line: click.echo(line, err=True)  # noqa: E731
+        result, runner = execute(plan, params["db_path"], say=say)
+    except (
+        SourceError,
+        BackendUnavailable,
+        WarehouseError,
+        PriceUnknown,
+        ValueError,
+        ExecutorError,
+    ) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(render_result(result, runner, run_options))
     if result.status == "completed" and result.counts["accepted"] + result.counts["rejected"]:
@@ -252,6 +262,11 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
         f"{counts['tokens']} tokens, ${runner.cost:.4f}",
         f"warehouse: {runner.warehouse.path}  (see: python cli.py status; python cli.py serve)",
     ]
+    if getattr(runner, "shard_runs", None) is not None:
+        lines.append(
+            f"ray: {len(runner.shard_runs)} shard runs merged, {runner.lost_workers} workers"
+            f" lost and their shards resumed; shard logs in {runner.warehouse.path}.shards/"
+        )
     if result.status == "budget_exhausted":
         lines.append(
             f"stopped before passing --max-cost ${options.max_cost:g}; unfinished tasks are"

@@ -22,6 +22,7 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
 BATCH_DISCOUNT = 0.5  # the OpenAI Batch API bills half the synchronous price
 
 _price_files: list[str] = []
+_price_tables: list[dict[str, tuple[float, float]]] = []
 
 
 class PriceFileError(ValueError):
@@ -58,12 +59,20 @@ def use_price_file(path: str) -> None:
     price_table.cache_clear()
 
 
+def use_prices(table: dict[str, tuple[float, float]]) -> None:
+    """Add prices already read (a driver's table, handed to a worker on another machine)."""
+    _price_tables.append({model: (float(i), float(o)) for model, (i, o) in table.items()})
+    price_table.cache_clear()
+
+
 @cache
 def price_table() -> dict[str, tuple[float, float]]:
     table = dict(BUILTIN_PRICES)
     env_path = os.environ.get("MEDSTORE_PRICES")
     for path in [env_path, *_price_files] if env_path else _price_files:
         table.update(read_price_file(path))
+    for extra in _price_tables:
+        table.update(extra)
     return table
 
 

@@ -49,17 +49,30 @@ class Budget:
         self.spent = 0.0
         self.reserved = 0.0
 
+    def worst_case(self, messages: list[dict[str, str]], max_tokens: int) -> float:
+        """The most one call can cost: its prompt counted generously, plus all of max_tokens."""
+        return worst_case_input_tokens(messages) * self.input_price + max_tokens * self.output_price
+
     def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation:
-        worst = (
-            worst_case_input_tokens(messages) * self.input_price + max_tokens * self.output_price
-        )
-        if self.spent + self.reserved + worst > self.max_cost_usd:
-            raise BudgetExhausted(
-                f"the next call could cost ${worst:.4f}; ${self.spent:.4f} spent and "
-                f"${self.reserved:.4f} in flight of the ${self.max_cost_usd:g} budget"
-            )
+        worst = self.worst_case(messages, max_tokens)
+        refusal = self.refusal(worst)
+        if refusal is not None:
+            raise BudgetExhausted(refusal)
         self.reserved += worst
         return Reservation(worst)
+
+    async def hold(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation:
+        """``reserve`` as the runner calls it (a shared budget answers from another process)."""
+        return self.reserve(messages, max_tokens)
+
+    def refusal(self, worst: float) -> str | None:
+        """Why a call that may cost ``worst`` does not fit (None: it fits)."""
+        if self.spent + self.reserved + worst <= self.max_cost_usd:
+            return None
+        return (
+            f"the next call could cost ${worst:.4f}; ${self.spent:.4f} spent and "
+            f"${self.reserved:.4f} in flight of the ${self.max_cost_usd:g} budget"
+        )
 
     def settle(self, reservation: Reservation, cost: float | None) -> None:
         """Replace a reservation with what the call cost (None or 0: it failed, nothing billed)."""

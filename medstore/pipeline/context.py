@@ -306,7 +306,7 @@ class TaskContext:
         runner = self.runner
         queued = time.perf_counter()
         tokens = request_tokens(messages, params.max_tokens)
-        reservation = runner.reserve(messages, params.max_tokens)
+        reservation = await runner.reserve(messages, params.max_tokens)
         await runner.limiter.acquire(tokens)
         started = time.perf_counter()
         try:

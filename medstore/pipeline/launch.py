@@ -7,6 +7,7 @@ library so that a script gets exactly the same run.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ class RunPlan:
     teacher: Backend
     options: RunOptions
     source: str | None
+    backend_options: BackendOptions | None = None  # what a worker on another machine rebuilds
 
     def run_config(self) -> dict[str, Any]:
         """What ``run_started`` records: every option that shapes the run."""
@@ -54,7 +56,7 @@ def plan_run(
     if prices_path:
         use_price_file(prices_path)
     teacher = make_backend(backend_options)
-    plan = RunPlan(recipe, teacher, options, source)
+    plan = RunPlan(recipe, teacher, options, source, backend_options)
     config = {
         **plan.run_config(),
         "timeout": backend_options.timeout,
@@ -74,8 +76,12 @@ def estimate(plan: RunPlan, db_path: str | None) -> Estimate:
         return runner.estimate(plan.source)
 
 
-def execute(plan: RunPlan, db_path: str | None) -> tuple[RunResult, Runner]:
-    """Run the plan to the end (or to Ctrl-C, or to the budget) against the warehouse.
+def execute(
+    plan: RunPlan, db_path: str | None, say: Callable[[str], None] | None = None
+) -> tuple[RunResult, Any]:
+    """Run the plan to the end (or to Ctrl-C, or to the budget) against the warehouse: here,
+    or with ``--executor ray`` over Ray workers (``say`` hears of each shard's end). Returns
+    the result and what ran it (the Runner, or the RayRun), with its ``cost`` and ``warehouse``.
 
     A warehouse this call created is removed again if the run stops before writing anything
     (a wrong URL or key fails the teacher's startup check): no empty file is left behind.
@@ -83,11 +89,15 @@ def execute(plan: RunPlan, db_path: str | None) -> tuple[RunResult, Runner]:
     path = db_path or default_db_path()
     created = not Path(path).exists()
     try:
+        if plan.options.executor == "ray":
+            from medstore.pipeline.ray_executor import execute_on_ray
+
+            return execute_on_ray(plan, path, say)
         with Warehouse(path) as warehouse:
             runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
             result = asyncio.run(runner.run(plan.source))
     except BaseException:
-        if created:
+        if created and Path(path).exists():
             remove_if_empty(path)
         raise
     return result, runner

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tenacity import RetryCallState
 
 from medstore.pipeline.shard import Shard
@@ -59,6 +59,20 @@ class RunOptions(BaseModel):
         description="Take only shard i of N (e.g. 0/4) by task-key hash.",
         json_schema_extra={"cli": {"metavar": "i/N"}},
     )
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where the tasks run: in this process, or split into shards over Ray actors"
+        " (pip install 'medstore[ray]').",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join with --executor ray (e.g. ray://head:10001) "
+        "[default: $RAY_ADDRESS, else a local Ray].",
+        json_schema_extra={"cli": {"metavar": "ADDR"}},
+    )
+    workers: int = Field(
+        2, ge=1, description="Ray actors with --executor ray, each running one shard at a time."
+    )
     rpm: int | None = Field(None, ge=1, description="Most requests per minute to send.")
     tpm: int | None = Field(None, ge=1, description="Most tokens per minute (prompt + max).")
     max_cost: float | None = Field(
@@ -93,6 +107,14 @@ class RunOptions(BaseModel):
     rate_window_s: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
     # What run_started records as the run's configuration.
     config: dict[str, Any] = Field(default_factory=dict, json_schema_extra=NOT_ON_CLI)
+
+    @model_validator(mode="after")
+    def check_executor(self) -> RunOptions:
+        if self.executor != "ray" and self.ray_address is not None:
+            raise ValueError("--ray-address needs --executor ray")
+        if self.executor == "ray" and self.shard is not None:
+            raise ValueError("--shard and --executor ray do not go together: Ray shards the run")
+        return self
 
     @field_validator("shard", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from medstore.llm import Backend
 from medstore.pipeline.budget import Budget, BudgetExhausted, Estimate, Reservation, estimate_run
 from medstore.pipeline.context import TaskContext, TaskFailedError
 from medstore.pipeline.data_use import DataUseRefused
+from medstore.pipeline.limits import SendLimiter, SpendCap
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.progress import RunProgress
 from medstore.pipeline.ratelimit import RateLimiter
@@ -75,7 +76,12 @@ class Runner:
         recipe: Recipe,
         backend: Backend,
         options: RunOptions | None = None,
+        *,
+        limiter: SendLimiter | None = None,
+        budget: SpendCap | None = None,
     ) -> None:
+        """``limiter`` and ``budget`` replace the run's own (a worker of a sharded run shares
+        them with the others); by default they come from the options."""
         self.warehouse = warehouse
         self.recipe = recipe
         self.backend = backend
@@ -92,17 +98,17 @@ class Runner:
         self._stopping = False
         self._budget_exhausted = False
         self.price_factor = getattr(backend, "price_factor", 1.0)
-        self.limiter = RateLimiter(
+        self.limiter: SendLimiter = limiter or RateLimiter(
             rpm=self.options.rpm,
             tpm=self.options.tpm,
             max_concurrency=self.options.concurrency,
             window_s=self.options.rate_window_s,
         )
-        self.budget = (
-            Budget(self.options.max_cost, backend.model, self.price_factor)
-            if self.options.max_cost is not None
-            else None
-        )
+        self.budget: SpendCap | None = budget
+        if budget is None and self.options.max_cost is not None:
+            self.budget = Budget(self.options.max_cost, backend.model, self.price_factor)
+        # The source's items when a driver has read them already (a shard of a Ray run).
+        self.source_items: list[Task | Skip] | None = None
         self._progress: RunProgress | None = None
         # API keys: scrubbed from every event of the run (a server may echo them back).
         self.secrets: tuple[str, ...] = tuple(s for s in backend.secrets if len(s) >= 8)
@@ -110,9 +116,9 @@ class Runner:
         self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
         self._lost: set[str] = set()
 
-    def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
+    async def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
         """Hold the worst-case cost of a call against --max-cost (raises BudgetExhausted)."""
-        return self.budget.reserve(messages, max_tokens) if self.budget is not None else None
+        return await self.budget.hold(messages, max_tokens) if self.budget is not None else None
 
     def settle(self, reservation: Reservation | None, cost: float | None) -> None:
         if self.budget is not None and reservation is not None:
@@ -123,7 +129,8 @@ class Runner:
         tasks: list[Task] = []
         skips: list[Skip] = []
         limit = self.options.max_source_bytes
-        for item in self.recipe.read_source(source):
+        items = self.source_items
+        for item in self.recipe.read_source(source) if items is None else items:
             if isinstance(item, Skip):
                 skips.append(item)
             elif (size := len(canonical_json(item.record).encode())) > limit:

@@ -10,6 +10,10 @@ import hashlib
 from dataclasses import dataclass
 
 
+class ExecutorError(Exception):
+    """A sharded run (``--executor ray``) that cannot start or go on: one-line reason."""
+
+
 @dataclass(frozen=True)
 class Shard:
     index: int

@@ -63,3 +63,29 @@ ORDER BY a.id;
 SELECT DISTINCT recipe FROM task_state
 WHERE state IN ('accepted', 'rejected') AND recipe IS NOT NULL
 ORDER BY recipe;
+
+-- name: claims_of_unfinished_runs
+-- Tasks whose latest claim is still live and belongs to a run that never finished: in a shard
+-- log of a Ray run (one worker at a time writes it), the claims of a worker that died.
+WITH latest AS (
+    SELECT recipe, task_key, max(id) AS id
+    FROM events
+    WHERE event_type = 'task_claimed'
+    GROUP BY recipe, task_key
+),
+claim AS (
+    SELECT
+        latest.recipe,
+        latest.task_key,
+        json_extract(e.payload_json, '$.owner') AS owner,
+        json_extract(e.payload_json, '$.expires_utc') AS expires_utc
+    FROM latest
+    JOIN events e ON e.id = latest.id
+)
+SELECT recipe, task_key, owner
+FROM claim
+WHERE expires_utc > :now
+  AND NOT EXISTS (
+      SELECT 1 FROM events f WHERE f.event_type = 'run_finished' AND f.run_id = claim.owner
+  )
+ORDER BY recipe, task_key;
