@@ -184,6 +184,8 @@ def test_revalidate_refuses_bad_input_in_one_line(server, db_path: Path, tmp_pat
     against = invoke("revalidate", "--recipe", "hierarchical", "--against",
                      str(tmp_path / "gone.jsonl"), "--db", str(db_path))  # fmt: skip
     assert against.exit_code == 1 and "no such evaluation file" in against.output
+    loose = invoke("revalidate", "--min-preservation", "0.7", "--db", str(db_path))
+    assert loose.exit_code == 2 and "recipe options need --recipe" in loose.output
     for result in (missing, unknown, foreign, against):
         assert len(result.output.strip().splitlines()) == 1, result.output
 

@@ -60,6 +60,9 @@ def revalidate(**params: Any) -> None:
 
     ctx = click.get_current_context()
     scan_options = build_model(ScanOptions, given(ctx, SCAN_FIELDS))
+    recipe_flags = given(ctx, [option.name for option, _ in ctx.command.recipe_table().values()])
+    if not params["recipe"] and (params["pairs"] or recipe_flags):
+        raise click.UsageError("recipe options need --recipe (whose options they are)")
     reports = []
     with open_warehouse(params["db_path"], must_exist=True) as warehouse:
         names = [params["recipe"]] if params["recipe"] else warehouse_recipes(warehouse)
