@@ -7,7 +7,7 @@ Synthetic samples: ~150 words drawn from the words of the MEDEC notes (so the 13
 sees realistic vocabulary), 1% planted near-copies (2 words changed) and 0.1% planted copies
 of a MEDEC test sentence run (contaminated).
 
-Run: python benchmarks/bench_quality.py [--samples 100000] [--words 150]
+Run: python benchmarks/bench_quality.py [--samples 100000] [--words 150] [--semantic N]
 """
 
 from __future__ import annotations
@@ -149,10 +149,23 @@ def bench_validation(rounds: int) -> float:
     return (time.perf_counter() - started) / (rounds * len(answers))
 
 
+def bench_semantic(texts: list[str]) -> float:
+    """Seconds per sample to embed with the sentence model (model load excluded)."""
+    from medstore.quality import semantic
+
+    semantic.embed(texts[:8])  # load the model
+    started = time.perf_counter()
+    semantic.embed(texts)
+    return (time.perf_counter() - started) / len(texts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--words", type=int, default=150)
+    parser.add_argument(
+        "--semantic", type=int, default=0, metavar="N", help="Also time embedding N samples."
+    )
     args = parser.parse_args()
     if not medec_test_path().exists():
         sys.exit(f"no MEDEC test split at {medec_test_path()} (set MEDSTORE_MEDEC_DIR)")
@@ -186,6 +199,9 @@ def main() -> None:
         f"{insert * args.samples:.1f} s for {args.samples:,}; the vectorised banding: "
         f"{stages['lsh_banding_s'] / tenth * 1e6:.0f} us a sample"
     )
+    if args.semantic:
+        embedding = bench_semantic(texts[: args.semantic])
+        print(f"--semantic: {embedding * 1000:.1f} ms a sample to embed (MiniLM on the CPU)")
     per_sample = scan["seconds"] / args.samples
     validation = bench_validation(20)
     print(
