@@ -63,10 +63,9 @@ class Vocabulary:
         try:  # the common case, every word seen before: a loop in C
             return np.fromiter(map(get, words), dtype=np.uint64, count=len(words))
         except KeyError:
-            for word in words:
-                if word not in self.ids:
-                    digest = hashlib.blake2b(word.encode(), digest_size=8, key=b"medstore-words")
-                    self.ids[word] = int.from_bytes(digest.digest(), "little")
+            for word in set(words).difference(self.ids):
+                digest = hashlib.blake2b(word.encode(), digest_size=8, key=b"medstore-words")
+                self.ids[word] = int.from_bytes(digest.digest(), "little")
             return np.fromiter(map(get, words), dtype=np.uint64, count=len(words))
 
 
