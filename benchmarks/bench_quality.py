@@ -29,17 +29,17 @@ from medstore.plugins import get_recipe  # noqa: E402
 from medstore.quality import contamination, minhash  # noqa: E402
 from medstore.quality.eval_sets import load_eval_set, medec_test_path  # noqa: E402
 from medstore.quality.scan import ScanOptions, find_flags, scan_recipe  # noqa: E402
-from medstore.quality.texts import WORD, Vocabulary  # noqa: E402
+from medstore.quality.texts import Vocabulary, words  # noqa: E402
 from medstore.warehouse.events import Envelope, SampleAccepted  # noqa: E402
 from medstore.warehouse.hashing import canonical_json, json_hash  # noqa: E402
 from medstore.warehouse.store import Warehouse  # noqa: E402
 
 
-def synthetic_texts(count: int, words: int, seed: int = 1) -> tuple[list[str], int, int]:
+def synthetic_texts(count: int, length: int, seed: int = 1) -> tuple[list[str], int, int]:
     rng = random.Random(seed)
     notes = [d.text for d in load_eval_set(medec_test_path()).documents]
-    vocabulary = sorted({w for note in notes for w in WORD.findall(note.lower())})
-    texts = [" ".join(rng.choices(vocabulary, k=words)) for _ in range(count)]
+    vocabulary = sorted({w for note in notes for w in words(note)})
+    texts = [" ".join(rng.choices(vocabulary, k=length)) for _ in range(count)]
     near = count // 100
     for index in rng.sample(range(count), near):
         copy = texts[rng.randrange(count)].split()
