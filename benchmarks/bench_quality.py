@@ -53,24 +53,37 @@ def synthetic_texts(count: int, length: int, seed: int = 1) -> tuple[list[str], 
     return texts, near, leaked
 
 
+CPU: dict[str, float] = {}  # process CPU seconds of the last ``timed`` call
+
+
 def timed(fn, *args):
-    started = time.perf_counter()
+    """The value and the wall seconds; the CPU seconds go to CPU["last"]. On a shared, loaded
+    machine the wall time counts other processes' turns, the CPU time only this one's work."""
+    started, cpu = time.perf_counter(), time.process_time()
     value = fn(*args)
+    CPU["last"] = time.process_time() - cpu
     return value, time.perf_counter() - started
 
 
+def cpu_timed(fn, *args):
+    value, _ = timed(fn, *args)
+    return value, CPU["last"]
+
+
 def bench_stages(texts: list[str]) -> dict[str, float]:
-    """The scan's steps one by one (the total is ``bench_scan``'s)."""
+    """The scan's steps one by one, in CPU seconds (the total is ``bench_scan``'s)."""
     vocabulary = Vocabulary()
-    word_ids, tokenize_s = timed(vocabulary.many_word_ids, texts)
+    word_ids, tokenize_s = cpu_timed(vocabulary.many_word_ids, texts)
     signer = minhash.Signer()
-    signatures, sign_s = timed(signer.signatures, word_ids)
-    edges, edges_s = timed(minhash.lsh_edges, signatures, 0.8)
+    signatures, sign_s = cpu_timed(signer.signatures, word_ids)
+    edges, edges_s = cpu_timed(minhash.lsh_edges, signatures, 0.8)
     documents = load_eval_set(medec_test_path()).documents
     document_ids = [vocabulary.word_ids(d.text) for d in documents]
-    index, index_s = timed(contamination.NgramIndex, document_ids)
-    hits, ngram_s = timed(contamination.overlaps, index, word_ids)
-    near, near_s = timed(minhash.match_against, signatures, signer.signatures(document_ids), 0.8)
+    index, index_s = cpu_timed(contamination.NgramIndex, document_ids)
+    hits, ngram_s = cpu_timed(contamination.overlaps, index, word_ids)
+    near, near_s = cpu_timed(
+        minhash.match_against, signatures, signer.signatures(document_ids), 0.8
+    )
     return {
         "tokenize_s": tokenize_s,
         "signatures_s": sign_s,
@@ -105,6 +118,7 @@ def bench_scan(texts: list[str]) -> dict[str, float]:
     flags, seconds = timed(find_flags, ids, texts, sets, ScanOptions())
     return {
         "seconds": seconds,
+        "cpu_seconds": CPU["last"],
         "duplicates": sum(f["kind"] == "near_duplicate" for f in flags),
         "contaminated": sum(f["kind"] == "contaminated" for f in flags),
     }
@@ -130,6 +144,7 @@ def bench_warehouse(texts: list[str]) -> dict[str, float]:
         result, seconds = timed(scan_recipe, store, recipe, ScanOptions())
     return {
         "seconds": seconds,
+        "cpu_seconds": CPU["last"],
         "duplicates": result.duplicates,
         "contaminated": result.contaminated,
     }
@@ -142,11 +157,11 @@ def bench_validation(rounds: int) -> float:
     source = REPO / "data" / "consultations_sample.jsonl"
     doctors = [json.loads(line)["Doctor"] for line in source.read_text().splitlines() if line]
     answers = [(good_rewrite(text), text) for text in doctors if text and text.strip()]
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time, as the scan's figure it is compared with
     for _ in range(rounds):
         for rewrite, original in answers:
             check_structure(rewrite, original)
-    return (time.perf_counter() - started) / (rounds * len(answers))
+    return (time.process_time() - started) / (rounds * len(answers))
 
 
 def bench_semantic(texts: list[str]) -> float:
@@ -177,20 +192,21 @@ def main() -> None:
     tenth = len(texts) // 10
     stages = bench_stages(texts[:tenth])  # the steps one by one, on a tenth
     print(
-        f"stages on {tenth:,} samples (s): "
+        f"stages on {tenth:,} samples (CPU s): "
         + ", ".join(
             f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in stages.items()
         )
     )
     scan = bench_scan(texts)
     print(
-        f"dedup + contamination (in memory): {scan['seconds']:.1f} s for {args.samples:,} samples "
-        f"(target < 60 s): {scan['duplicates']:,} duplicates, {scan['contaminated']:,} "
-        "contaminated"
+        f"dedup + contamination (in memory): {scan['seconds']:.1f} s wall, "
+        f"{scan['cpu_seconds']:.1f} s CPU for {args.samples:,} samples (target < 60 s): "
+        f"{scan['duplicates']:,} duplicates, {scan['contaminated']:,} contaminated"
     )
     stored = bench_warehouse(texts)
     print(
-        f"scan_recipe from a warehouse (read + scan + event): {stored['seconds']:.1f} s "
+        f"scan_recipe from a warehouse (read + scan + event): {stored['seconds']:.1f} s wall, "
+        f"{stored['cpu_seconds']:.1f} s CPU "
         f"({stored['duplicates']:,} duplicates, {stored['contaminated']:,} contaminated)"
     )
     insert = bench_datasketch_insert(10_000)
@@ -202,10 +218,10 @@ def main() -> None:
     if args.semantic:
         embedding = bench_semantic(texts[: args.semantic])
         print(f"--semantic: {embedding * 1000:.1f} ms a sample to embed (MiniLM on the CPU)")
-    per_sample = scan["seconds"] / args.samples
+    per_sample = scan["cpu_seconds"] / args.samples
     validation = bench_validation(20)
     print(
-        f"per sample: scan {per_sample * 1000:.3f} ms, hierarchical structure validation "
+        f"CPU per sample: scan {per_sample * 1000:.3f} ms, hierarchical structure validation "
         f"{validation * 1000:.3f} ms: ratio {per_sample / validation:.2f}x"
     )
 
