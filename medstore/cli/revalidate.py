@@ -30,6 +30,10 @@ SCAN_FIELDS = list(ScanOptions.model_fields)
     help="A recipe option as a key and a value (e.g. -o min_preservation 0.7).",
 )
 @click.option(
+    "--source",
+    help="Where the tasks were read from [default: the source of the recipe's latest run].",
+)
+@click.option(
     "--all",
     "everything",
     is_flag=True,
@@ -73,7 +77,9 @@ def revalidate(**params: Any) -> None:
                 raise click.ClickException(exc.args[0]) from exc
             values = recipe_values(ctx, name, params["pairs"]) if params["recipe"] else {}
             recipe = recipe_class(build_model(recipe_class.Options, values))
-            result = Revalidation(warehouse, recipe, everything=params["everything"]).run()
+            result = Revalidation(
+                warehouse, recipe, everything=params["everything"], source=params["source"]
+            ).run()
             try:
                 scan = scan_recipe(warehouse, recipe, scan_options)
             except EvalSetError as exc:
@@ -96,6 +102,7 @@ def as_dict(result: Any, scan: Any) -> dict[str, Any]:
         "run_id": result.run_id,
         "validator_version": result.validator_version,
         "counts": dict(result.counts),
+        "notes": result.notes,
         "changes": [
             {"task_key": key, "outcome": outcome, "reason": reason}
             for key, outcome, reason in result.changes
@@ -125,6 +132,7 @@ def render_counts(result: Any) -> str:
     ]
     for key, outcome, reason in result.changes:
         lines.append(f"  {outcome}: {key}" + (f": {reason}" if reason else ""))
+    lines += [f"  note: {note}" for note in result.notes]
     return "\n".join(lines)
 
 

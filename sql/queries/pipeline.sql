@@ -63,3 +63,11 @@ ORDER BY a.id;
 SELECT DISTINCT recipe FROM task_state
 WHERE state IN ('accepted', 'rejected') AND recipe IS NOT NULL
 ORDER BY recipe;
+
+-- name: revalidation_source$
+-- The source the latest `run` of a recipe read its tasks from (its run_started config).
+SELECT json_extract(payload_json, '$.config.source') FROM events
+WHERE event_type = 'run_started' AND recipe = :recipe
+  AND json_extract(payload_json, '$.command') = 'run'
+ORDER BY id DESC
+LIMIT 1;
