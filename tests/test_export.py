@@ -28,10 +28,17 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
+# The scripted teachers write near-identical text for every record, which the quality scan
+# rightly clusters; these tests are about the files, so they keep every row (dropping
+# duplicates and contaminated rows is tests/test_dedup_contamination.py's subject).
+KEEP_ALL = ("--keep-duplicates", "--keep-contaminated")
+
+
 def export(db: Path, out: Path, *extra: str, recipe: str = "consult", fmt: str = "jsonl"):
     result = invoke(
-        "export", "--recipe", recipe, "--format", fmt, "--out", str(out), "--db", str(db), *extra
-    )
+        "export", "--recipe", recipe, "--format", fmt, "--out", str(out), "--db", str(db),
+        *KEEP_ALL, *extra,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     return result
 

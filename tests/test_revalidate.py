@@ -184,6 +184,8 @@ def test_revalidate_refuses_bad_input_in_one_line(server, db_path: Path, tmp_pat
     against = invoke("revalidate", "--recipe", "hierarchical", "--against",
                      str(tmp_path / "gone.jsonl"), "--db", str(db_path))  # fmt: skip
     assert against.exit_code == 1 and "no such evaluation file" in against.output
+    loose = invoke("revalidate", "--min-preservation", "0.7", "--db", str(db_path))
+    assert loose.exit_code == 2 and "recipe options need --recipe" in loose.output
     for result in (missing, unknown, foreign, against):
         assert len(result.output.strip().splitlines()) == 1, result.output
 
@@ -197,3 +199,30 @@ def test_unchanged_validators_judge_nothing_unless_all(server, db_path: Path) ->
     assert f"{LIMIT} task(s) judged again" in everything.output
     assert f"{LIMIT} unchanged" in everything.output
     assert server.request_count == calls
+
+
+def test_multi_stage_recipes_revalidate_unchanged_from_their_log(tmp_path: Path) -> None:
+    """consult (four stages, JSON schemas in the server's dialect) and medec-cot: every task
+    judged again with --all finds its recorded answers and keeps its sample, with no call."""
+    from .teachers import consult_teacher, write_scenarios
+    from .teachers_medec import medec_teacher
+    from .test_medec_source import pair_row, write_medec
+
+    sources = {
+        "consult": (consult_teacher, write_scenarios(tmp_path / "s.json", 3)),
+        "medec-cot": (medec_teacher, write_medec(tmp_path / "m.csv", [pair_row("ms-x-0")])),
+    }
+    for recipe, (teacher, source) in sources.items():
+        db = tmp_path / f"{recipe}.db"
+        with serve() as server:
+            server.set_responder(teacher)
+            ran = invoke("run", "--recipe", recipe, "--source", str(source), "--base-url",
+                         server.openai_base_url, "--model", "fake", "--db", str(db),
+                         "--no-progress")  # fmt: skip
+            assert ran.exit_code == 0 and " 0 rejected" in ran.output, ran.output
+            before, calls = dataset(db), server.request_count
+            again = invoke("revalidate", "--recipe", recipe, "--all", "--db", str(db), "--json")
+            assert server.request_count == calls
+        counts = json.loads(again.output)[0]["counts"]
+        assert counts["judged"] == counts["unchanged"] > 0, counts
+        assert set(dataset(db)) == set(before)  # the same sample ids (consult's created_at moves)

@@ -30,6 +30,10 @@ SCAN_FIELDS = list(ScanOptions.model_fields)
     help="A recipe option as a key and a value (e.g. -o min_preservation 0.7).",
 )
 @click.option(
+    "--source",
+    help="Where the tasks were read from [default: the source of the recipe's latest run].",
+)
+@click.option(
     "--all",
     "everything",
     is_flag=True,
@@ -60,6 +64,9 @@ def revalidate(**params: Any) -> None:
 
     ctx = click.get_current_context()
     scan_options = build_model(ScanOptions, given(ctx, SCAN_FIELDS))
+    recipe_flags = given(ctx, [option.name for option, _ in ctx.command.recipe_table().values()])
+    if not params["recipe"] and (params["pairs"] or recipe_flags):
+        raise click.UsageError("recipe options need --recipe (whose options they are)")
     reports = []
     with open_warehouse(params["db_path"], must_exist=True) as warehouse:
         names = [params["recipe"]] if params["recipe"] else warehouse_recipes(warehouse)
@@ -70,7 +77,9 @@ def revalidate(**params: Any) -> None:
                 raise click.ClickException(exc.args[0]) from exc
             values = recipe_values(ctx, name, params["pairs"]) if params["recipe"] else {}
             recipe = recipe_class(build_model(recipe_class.Options, values))
-            result = Revalidation(warehouse, recipe, everything=params["everything"]).run()
+            result = Revalidation(
+                warehouse, recipe, everything=params["everything"], source=params["source"]
+            ).run()
             try:
                 scan = scan_recipe(warehouse, recipe, scan_options)
             except EvalSetError as exc:
@@ -93,6 +102,7 @@ def as_dict(result: Any, scan: Any) -> dict[str, Any]:
         "run_id": result.run_id,
         "validator_version": result.validator_version,
         "counts": dict(result.counts),
+        "notes": result.notes,
         "changes": [
             {"task_key": key, "outcome": outcome, "reason": reason}
             for key, outcome, reason in result.changes
@@ -122,6 +132,7 @@ def render_counts(result: Any) -> str:
     ]
     for key, outcome, reason in result.changes:
         lines.append(f"  {outcome}: {key}" + (f": {reason}" if reason else ""))
+    lines += [f"  note: {note}" for note in result.notes]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,7 +22,7 @@ from medstore.hookspecs import hookimpl
 from medstore.llm import BackendOptions, BackendUnavailable
 from medstore.pipeline.options import RunOptions
 from medstore.sources.base import SourceError
-from medstore.warehouse.store import WarehouseError
+from medstore.warehouse.store import WarehouseError, default_db_path
 
 RECIPE_PREFIX = "recipe__"  # click's name for a recipe option, apart from the run's own
 BACKEND_FIELDS = [name for name, field in BackendOptions.model_fields.items()]
@@ -211,7 +212,7 @@ def run(**params: Any) -> None:
         if params["dry_run"]:
             click.echo(render_estimate(estimate(plan, params["db_path"]).as_dict(), plan))
             return
-        if run_options.revalidate:
+        if run_options.revalidate and Path(params["db_path"] or default_db_path()).exists():
             click.echo(revalidate_first(plan.recipe, params["db_path"]))
         say = lambda line: click.echo(line, err=True)  # noqa: E731
         result, runner = execute(plan, params["db_path"], say=say)
@@ -287,7 +288,7 @@ def revalidate_first(recipe: Any, db_path: str | None) -> str:
     """`run --revalidate`: the finished tasks judged under other validators, judged again."""
     from medstore.cli.revalidate import render_counts
     from medstore.pipeline.revalidate import Revalidation
-    from medstore.warehouse.store import Warehouse, default_db_path
+    from medstore.warehouse.store import Warehouse
 
     with Warehouse(db_path or default_db_path()) as warehouse:
         return render_counts(Revalidation(warehouse, recipe).run())

@@ -137,20 +137,31 @@ class RevalidationResult:
     counts: Counter = field(default_factory=Counter)
     # (task key, what happened, the reason) for the first tasks whose membership changed.
     changes: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class Revalidation:
     """Judges a recipe's finished tasks again under its current validators; see the module."""
 
-    def __init__(self, warehouse: Warehouse, recipe: Recipe, *, everything: bool = False) -> None:
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        recipe: Recipe,
+        *,
+        everything: bool = False,
+        source: str | None = None,
+    ) -> None:
         self.warehouse = warehouse
         self.recipe = recipe
         self.everything = everything
+        self.source = source
+        self.notes: list[str] = []
         self.run_id = uuid7()
         self.validator_version = validator_version(recipe)
         self.options = RunOptions()
         self.secrets: tuple[str, ...] = ()
         self.writer = Collector()
+        self.from_source: dict[str, Task] = {}
 
     def tasks(self) -> list[dict[str, Any]]:
         """The finished tasks to judge: those judged under another version (or all)."""
@@ -159,9 +170,25 @@ class Revalidation:
             return rows
         return [row for row in rows if row["validator_version"] != self.validator_version]
 
+    def source_tasks(self) -> dict[str, Task]:
+        """The tasks as the source gives them (the latest run's source unless told): the log
+        keeps each record as canonical JSON, whose sorted keys would render other prompts
+        than the run sent. Empty, with a note, when the source cannot be read now."""
+        source = self.source or self.warehouse.select_value(
+            "revalidation_source", recipe=self.recipe.name
+        )
+        try:
+            return {
+                item.key: item for item in self.recipe.read_source(source) if isinstance(item, Task)
+            }
+        except Exception as exc:  # any recipe's reader: a missing file, a moved dataset
+            self.notes.append(f"source not readable ({exc}); records taken from the log")
+            return {}
+
     def run(self) -> RevalidationResult:
         result = RevalidationResult(self.run_id, self.recipe.name, self.validator_version)
         rows = self.tasks()
+        self.from_source = self.source_tasks() if rows else {}
         self.write(
             RunStarted(
                 command="revalidate",
@@ -178,6 +205,7 @@ class Revalidation:
         )
         for row in rows:
             self.judge(row, result)
+        result.notes = self.notes
         self.write(RunFinished(status="completed", counts=dict(result.counts)))
         return result
 
@@ -187,7 +215,7 @@ class Revalidation:
 
     def judge(self, row: dict[str, Any], result: RevalidationResult) -> None:
         """One task again: its new verdict is written with the stage verdicts that led to it."""
-        task = Task(
+        task = self.from_source.get(row["task_key"]) or Task(
             row["task_key"],
             row["source_id"],
             json.loads(self.warehouse.blob(row["source_record_blob"]) or "{}"),

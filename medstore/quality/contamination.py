@@ -12,6 +12,8 @@ from medstore.quality.texts import ngram_hashes, windows
 
 NGRAM = 13
 CHUNK_TEXTS = 5000
+FILTER_BITS = 24
+FILTER_MASK = np.uint64((1 << FILTER_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,14 @@ class NgramIndex:
         owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
         self.hashes, first = np.unique(flat, return_index=True)
         self.owners = owner[first]
+        # A bitmap of the hashes' low bits: one lookup rules out almost every sample n-gram
+        # before the binary search (which costs 17 comparisons each on the MEDEC test split).
+        self.bitmap = np.zeros(1 << FILTER_BITS, dtype=bool)
+        self.bitmap[self.hashes & FILTER_MASK] = True
+
+    def candidates(self, grams: np.ndarray) -> np.ndarray:
+        """Positions of ``grams`` that may be in the index (the rest surely are not)."""
+        return np.nonzero(self.bitmap[grams & FILTER_MASK])[0]
 
 
 def overlaps(index: NgramIndex, word_ids: list[np.ndarray]) -> dict[int, Overlap]:
@@ -41,6 +51,8 @@ def overlaps(index: NgramIndex, word_ids: list[np.ndarray]) -> dict[int, Overlap
         return found
     for start in range(0, len(word_ids), CHUNK_TEXTS):
         grams, owner = windows(word_ids[start : start + CHUNK_TEXTS], index.n)
+        maybe = index.candidates(grams)
+        grams, owner = grams[maybe], owner[maybe]
         places = np.searchsorted(index.hashes, grams)
         places[places == len(index.hashes)] = 0
         matched = index.hashes[places] == grams

@@ -174,7 +174,7 @@ def find_flags(
     group keys, e.g. the four medec-cot views of one note) are variations by design and never
     cluster with each other."""
     vocabulary = Vocabulary()
-    word_ids = [vocabulary.word_ids(text) for text in texts]
+    word_ids = vocabulary.many_word_ids(texts)
     signer = minhash.Signer(options.num_perm, options.shingle)
     signatures = signer.signatures(word_ids)
     found = minhash.lsh_edges(signatures, options.dedup_threshold)

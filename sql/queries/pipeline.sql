@@ -89,3 +89,11 @@ WHERE expires_utc > :now
       SELECT 1 FROM events f WHERE f.event_type = 'run_finished' AND f.run_id = claim.owner
   )
 ORDER BY recipe, task_key;
+
+-- name: revalidation_source$
+-- The source the latest `run` of a recipe read its tasks from (its run_started config).
+SELECT json_extract(payload_json, '$.config.source') FROM events
+WHERE event_type = 'run_started' AND recipe = :recipe
+  AND json_extract(payload_json, '$.command') = 'run'
+ORDER BY id DESC
+LIMIT 1;
