@@ -141,6 +141,7 @@ def test_two_workers_accept_every_task_once(ray_local, source, tmp_path) -> None
         again = ray_run(server, tmp_path / "w.db", source)
         assert again.exit_code == 0, again.output
         assert f"{TASKS} already done" in again.output
+        assert "0 shard runs merged" in again.output  # nothing left: no worker started
         assert not server.chat_requests()
 
 
@@ -169,7 +170,9 @@ def test_killed_worker_is_resumed_without_paying_twice(ray_local, source, tmp_pa
         result = ray_run(server, db, source, "--concurrency", "1")
     assert result.exit_code == 0, result.output
     assert killed.is_set()
-    assert "worker lost" in result.output and "1 workers lost" in result.output
+    assert "worker lost" in result.output and "workers lost (their shards resumed): 1" in (
+        result.output
+    )
     accepted_once(db)
     # Every request answered was answered once; only the one cut off by the kill came again.
     assert sum(ledger.paid.values()) == len(ledger.paid) == TASKS * STAGES

@@ -81,6 +81,8 @@ def execute_on_ray(
         tasks, skips, todo = planner.plan(plan.source)
     outcome = RayRun(warehouse)
     specs = shard_specs(plan, path, todo, skips, ray_run)
+    if not specs:  # nothing left to do: no Ray needed
+        return combine(ray_run, [], len(tasks), len(skips)), outcome
     started = connect(ray, options.ray_address)
     try:
         limits = make_limits(ray, options)
