@@ -125,12 +125,14 @@ def make_limits(ray: Any, options: Any) -> Any:
 def shard_specs(
     plan: RunPlan, path: Path, todo: list[Any], skips: list[Any], ray_run: str
 ) -> list[ShardSpec]:
-    """One spec per non-empty shard; the source's skips are recorded once, by shard 0."""
+    """One spec per shard with tasks to do; the source's skips are recorded once, by the first."""
     count = plan.options.workers
     parts: list[list[Any]] = [[] for _ in range(count)]
     for task in todo:
         parts[shard_of(task.key, count)].append(task)
-    parts[0][:0] = skips
+    first = next((part for part in parts if part), None)
+    if first is not None:
+        first[:0] = skips
     specs = []
     for index, items in enumerate(parts):
         if not items:
