@@ -50,7 +50,14 @@ STAGES = 4
 def ray_local():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    for attempt in range(3):  # a raylet has 30 s to come up: an overloaded CI box may miss it
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 

@@ -104,7 +104,7 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # Ray raises bare Exceptions too (a raylet that did not start)
         raise ExecutorError(f"cannot reach Ray at {address or '$RAY_ADDRESS'}: {exc}") from exc
     return True
 
