@@ -265,8 +265,8 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
     ]
     if getattr(runner, "shard_runs", None) is not None:
         lines.append(
-            f"ray: {len(runner.shard_runs)} shard runs merged, {runner.lost_workers} workers"
-            f" lost and their shards resumed; shard logs in {runner.warehouse.path}.shards/"
+            f"ray: {len(runner.shard_runs)} shard runs merged; workers lost (their shards"
+            f" resumed): {runner.lost_workers}; shard logs in {runner.warehouse.path}.shards/"
         )
     if result.status == "budget_exhausted":
         lines.append(

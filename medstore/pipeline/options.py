@@ -71,7 +71,10 @@ class RunOptions(BaseModel):
         json_schema_extra={"cli": {"metavar": "ADDR"}},
     )
     workers: int = Field(
-        2, ge=1, description="Ray actors with --executor ray, each running one shard at a time."
+        2,
+        ge=1,
+        description="With --executor ray: the work splits into this many shards, each run by "
+        "a Ray actor of its own.",
     )
     rpm: int | None = Field(None, ge=1, description="Most requests per minute to send.")
     tpm: int | None = Field(None, ge=1, description="Most tokens per minute (prompt + max).")

@@ -81,6 +81,8 @@ def execute_on_ray(
         tasks, skips, todo = planner.plan(plan.source)
     outcome = RayRun(warehouse)
     specs = shard_specs(plan, path, todo, skips, ray_run)
+    if not specs:  # nothing left to do: no Ray needed
+        return combine(ray_run, [], len(tasks), len(skips)), outcome
     started = connect(ray, options.ray_address)
     try:
         limits = make_limits(ray, options)
@@ -102,7 +104,7 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # Ray raises bare Exceptions too (a raylet that did not start)
         raise ExecutorError(f"cannot reach Ray at {address or '$RAY_ADDRESS'}: {exc}") from exc
     return True
 
@@ -123,12 +125,14 @@ def make_limits(ray: Any, options: Any) -> Any:
 def shard_specs(
     plan: RunPlan, path: Path, todo: list[Any], skips: list[Any], ray_run: str
 ) -> list[ShardSpec]:
-    """One spec per non-empty shard; the source's skips are recorded once, by shard 0."""
+    """One spec per shard with tasks to do; the source's skips are recorded once, by the first."""
     count = plan.options.workers
     parts: list[list[Any]] = [[] for _ in range(count)]
     for task in todo:
         parts[shard_of(task.key, count)].append(task)
-    parts[0][:0] = skips
+    first = next((part for part in parts if part), None)
+    if first is not None:
+        first[:0] = skips
     specs = []
     for index, items in enumerate(parts):
         if not items:
