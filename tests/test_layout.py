@@ -15,8 +15,8 @@ from .conftest import REPO
 
 PACKAGE = REPO / "medstore"
 COMMANDS = [
-    "eval", "export", "merge", "migrate", "mimic", "plugins", "provenance", "report", "review",
-    "run", "samples", "serve", "status", "train", "verify",
+    "eval", "export", "lineage", "merge", "migrate", "mimic", "plugins", "provenance", "report",
+    "review", "run", "samples", "serve", "status", "train", "verify",
 ]  # fmt: skip
 # Which subpackages each one may import (besides itself and the top-level helpers).
 LOWER_LAYERS = {
