@@ -59,6 +59,7 @@ def load_in_fresh_process(adapter: Path, cache: Path) -> subprocess.CompletedPro
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # trains, then loads the model twice in a fresh process
 def test_a_copied_adapter_loads_offline_from_the_hub_id(
     repaired_db: Path,  # noqa: F811
     tmp_path: Path,
@@ -105,18 +106,13 @@ def test_a_copied_adapter_loads_offline_from_the_hub_id(
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     figures = json.loads(loaded.stdout.strip().splitlines()[-1])
     assert figures["changed"] > 1e-4 and figures["auto_same"] < 1e-5
+    # The hub id resolved through the registered snapshot of this test's own cache.
     repo = cache / f"models--{BUNDLED_HUB_ID.replace('/', '--')}"
     assert figures["config_file"] == str(
         repo / "snapshots" / base["local_revision"] / "config.json"
     )
 
     check_lineage(copied, db, manifest, export_manifest)
-
-    # Without the hub cache entry the hub id does not resolve offline: the load above went
-    # through it, not through some path left in the adapter.
-    missing = load_in_fresh_process(copied, tmp_path / "empty-cache")
-    assert missing.returncode != 0
-    assert BUNDLED_HUB_ID in missing.stderr
 
 
 def check_lineage(adapter: Path, db: Path, manifest: dict, export_manifest: dict) -> None:

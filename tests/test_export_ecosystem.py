@@ -179,6 +179,11 @@ def test_hf_hub_ready_folder_loads_with_load_dataset(repaired_db: Path, tmp_path
     assert "configs:" in header and "path: data/train-00000-of-00001.parquet" in header
     assert "MEDEC (CC BY 4.0): Ben Abacha A." in card
     assert "Credentialed data" not in card
+    from medstore.training.data import load_training_data
+
+    trained_on = load_training_data(out).splits
+    assert {split: len(rows) for split, rows in trained_on.items()} == non_empty
+    assert trained_on["train"] == loaded["train"]["messages"]
 
 
 def rejected_output(db: Path, event_id: str) -> str:

@@ -15,7 +15,7 @@ from .conftest import REPO
 
 PACKAGE = REPO / "medstore"
 COMMANDS = [
-    "eval", "export", "merge", "migrate", "mimic", "plugins", "provenance", "report",
+    "eval", "export", "lineage", "merge", "migrate", "mimic", "plugins", "provenance", "report",
     "revalidate", "review", "run", "samples", "serve", "status", "train", "verify",
 ]  # fmt: skip
 # Which subpackages each one may import (besides itself and the top-level helpers).

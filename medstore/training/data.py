@@ -90,12 +90,12 @@ def read_jsonl_messages(path: Path, fmt: str) -> dict[str, list[Any]]:
     return splits
 
 
-def read_parquet_messages(path: Path) -> dict[str, list[Any]]:
+def read_parquet_messages(path: Path, name: str = "{split}.parquet") -> dict[str, list[Any]]:
     import pyarrow.parquet as pq
 
     splits = {}
     for split in SPLITS:
-        file = path / f"{split}.parquet"
+        file = path / name.format(split=split)
         if file.is_file():
             if "messages" not in pq.read_schema(file).names:
                 raise no_messages_column(path)
@@ -119,6 +119,8 @@ def read_messages(path: Path, fmt: str) -> dict[str, list[Any]]:
         return read_jsonl_messages(path, fmt)
     if fmt == "parquet":
         return read_parquet_messages(path)
+    if fmt == "hf-hub-ready":  # the Hub's layout: data/<split>-00000-of-00001.parquet
+        return read_parquet_messages(path, "data/{split}-00000-of-00001.parquet")
     if fmt == "arrow":
         return read_arrow_messages(path)
     raise TrainError(f"{path}: unknown export format {fmt!r}")
