@@ -3,6 +3,7 @@ base model, encoded conversations, the model to train and the number of steps.""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,11 @@ from typing import Any
 import torch
 from transformers import set_seed
 
-from medstore.training.artefacts import check_out_dir
+from medstore.training.checkpoints import check_out_dir, check_resumable, checkpoint_step
 from medstore.training.config import TrainConfig, TrainError
 from medstore.training.data import TrainingData, load_training_data
 from medstore.training.encoding import Encoded, encode_conversations
-from medstore.training.models import LoadedModel, ensure_padding, load_base_model, prepare_model
+from medstore.training.models import LoadedModel, ensure_padding, load_student, prepare_model
 
 TRAINING_SPLITS = ("train", "validation")
 
@@ -36,19 +37,39 @@ class TrainingPlan:
     logging_steps: int
     counts: dict[str, int]  # examples per split, truncated, dropped, tokens
     run_config: dict[str, Any]  # the config as recorded, with the defaults resolved
+    resume_from: Path | None = None  # the checkpoint an interrupted run goes on from
+    resumed: dict[str, Any] | None = None  # what it was: its run id, checkpoint and step
 
     @property
     def has_validation(self) -> bool:
+        if self.config.objective == "dpo":
+            return bool(self.data.splits.get("validation"))
         validation = self.encoded.get("validation")
         return bool(validation and validation.examples)
 
 
 def check_device(config: TrainConfig) -> str:
-    if config.bf16 and not torch.cuda.is_available():
+    """The device, and the one-line refusals of what this machine or install cannot do."""
+    cuda = torch.cuda.is_available()
+    if config.bf16 and not cuda:
         raise TrainError(
             "--bf16 needs a CUDA GPU and this machine has none; train without --bf16 (float32)"
         )
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.load_in_4bit:
+        if config.method != "lora":
+            raise TrainError(
+                "--load-in-4bit trains a LoRA adapter on a 4-bit base (QLoRA): drop --full"
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise TrainError("--load-in-4bit needs bitsandbytes: pip install bitsandbytes")
+        if not cuda:
+            raise TrainError("--load-in-4bit needs a CUDA GPU and this machine has none")
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(config.report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise TrainError(f"--report-to {config.report_to} needs {package}: pip install {package}")
+    if config.packing and config.objective == "dpo":
+        raise TrainError("--packing is for --method sft; DPO batches chosen and rejected pairs")
+    return "cuda" if cuda else "cpu"
 
 
 def planned_steps(config: TrainConfig, examples: int) -> int:
@@ -88,18 +109,26 @@ def example_counts(encoded: dict[str, Encoded]) -> dict[str, int]:
 def plan_training(config: TrainConfig) -> TrainingPlan:
     """Check everything (output folder, device, data, model) and load it; writes nothing."""
     out_dir = Path(config.out_dir).resolve()
-    check_out_dir(out_dir)
+    resume_from = check_out_dir(out_dir, config.resume)
     device = check_device(config)
-    data = load_training_data(config.data_dir)
-    dtype = torch.bfloat16 if config.bf16 and config.method == "lora" else None
-    base = load_base_model(config.base_model, dtype=dtype)
+    data = load_training_data(config.data_dir, config.objective)
+    resumed = None
+    if resume_from is not None:
+        note = check_resumable(out_dir, data.fingerprint)
+        resumed = {
+            "checkpoint": str(resume_from),
+            "step": checkpoint_step(resume_from),
+            "training_run_id": note.get("training_run_id"),
+        }
+    base = load_student(config)
     pad_id = ensure_padding(base.tokenizer)
-    encoded = encode_splits(base.tokenizer, data, config)
+    encoded = {} if config.objective == "dpo" else encode_splits(base.tokenizer, data, config)
     # Seeded before the adapter exists: its initial weights are random, so without this two
     # runs with the same --seed start from different adapters.
     set_seed(config.seed)
     model = prepare_model(base, config)
-    total_steps = planned_steps(config, len(encoded["train"].examples))
+    train_rows = len(data.splits["train"]) if not encoded else len(encoded["train"].examples)
+    total_steps = planned_steps(config, train_rows)
     logging_steps = config.logging_steps or (1 if total_steps <= 50 else 10)
     run_config = {
         **config.record(),
@@ -107,7 +136,10 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
         "logging_steps": logging_steps,
         "planned_steps": total_steps,
         "device": device,
+        "attn_implementation": base.model.config._attn_implementation,
+        "resumed_from": resumed,
     }
+    counts = example_counts(encoded) if encoded else preference_counts(data)
     return TrainingPlan(
         config=config,
         out_dir=out_dir,
@@ -119,6 +151,18 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
         model=model,
         total_steps=total_steps,
         logging_steps=logging_steps,
-        counts=example_counts(encoded),
+        counts=counts,
         run_config=run_config,
+        resume_from=resume_from,
+        resumed=resumed,
     )
+
+
+def preference_counts(data: TrainingData) -> dict[str, int]:
+    """DPO's rows per split; truncated is filled in once TRL has tokenized the pairs."""
+    counts = {
+        f"{split}_examples": len(rows)
+        for split, rows in data.splits.items()
+        if rows and split in TRAINING_SPLITS
+    }
+    return {**counts, "truncated": 0, "dropped": 0}
