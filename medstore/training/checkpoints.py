@@ -100,3 +100,10 @@ def start_checkpoints(out_dir: Path, resuming: bool, note: dict[str, Any]) -> No
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RUN_NOTE).write_text(json.dumps(note, indent=1) + "\n", encoding="utf-8")
+
+
+def remove_empty_folders(out_dir: Path) -> None:
+    """Undo what building a trainer creates (empty OUT/checkpoints, OUT) when it then refuses."""
+    for folder in (checkpoints_dir(out_dir), out_dir):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()

@@ -62,7 +62,7 @@ def load_base_model(spec: str, *, dtype: Any = None, device: str | None = None) 
     return LoadedModel(model, tokenizer, spec, weights_hash_of(spec, model))
 
 
-def load_student(config: TrainConfig) -> LoadedModel:
+def load_student(config: TrainConfig, chat_template: str | None = None) -> LoadedModel:
     """The base model to train, loaded once (not the teacher's shared copy) with the attention
     kernel asked for, in 4-bit for QLoRA, and with the chat template of ``--chat-template``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -90,8 +90,8 @@ def load_student(config: TrainConfig) -> LoadedModel:
     except (OSError, ValueError, ImportError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
-    if config.chat_template:
-        tokenizer.chat_template = read_chat_template(config.chat_template)
+    if chat_template:
+        tokenizer.chat_template = chat_template
     if weights_hash is None:
         weights_hash = weights_hash_of(config.base_model, model)
     return LoadedModel(model, tokenizer, name, weights_hash)

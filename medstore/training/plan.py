@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,14 @@ from medstore.training.checkpoints import check_out_dir, check_resumable, checkp
 from medstore.training.config import TrainConfig, TrainError
 from medstore.training.data import TrainingData, load_training_data
 from medstore.training.encoding import Encoded, encode_conversations
-from medstore.training.models import LoadedModel, ensure_padding, load_student, prepare_model
+from medstore.training.models import (
+    LoadedModel,
+    ensure_padding,
+    load_student,
+    prepare_model,
+    read_chat_template,
+)
+from medstore.training.preferences import check_preference_lengths
 
 TRAINING_SPLITS = ("train", "validation")
 
@@ -39,11 +46,12 @@ class TrainingPlan:
     run_config: dict[str, Any]  # the config as recorded, with the defaults resolved
     resume_from: Path | None = None  # the checkpoint an interrupted run goes on from
     resumed: dict[str, Any] | None = None  # what it was: its run id, checkpoint and step
+    pairs: dict[str, list[Any]] = field(default_factory=dict)  # DPO: the pairs kept, by split
 
     @property
     def has_validation(self) -> bool:
         if self.config.objective == "dpo":
-            return bool(self.data.splits.get("validation"))
+            return bool(self.pairs.get("validation"))
         validation = self.encoded.get("validation")
         return bool(validation and validation.examples)
 
@@ -106,6 +114,10 @@ def example_counts(encoded: dict[str, Encoded]) -> dict[str, int]:
     }
 
 
+def training_splits(data: TrainingData) -> dict[str, list[Any]]:
+    return {split: rows for split, rows in data.splits.items() if rows and split in TRAINING_SPLITS}
+
+
 def plan_training(config: TrainConfig) -> TrainingPlan:
     """Check everything (output folder, device, data, model) and load it; writes nothing."""
     out_dir = Path(config.out_dir).resolve()
@@ -120,14 +132,20 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
             "step": checkpoint_step(resume_from),
             "training_run_id": note.get("training_run_id"),
         }
-    base = load_student(config)
+    template = read_chat_template(config.chat_template) if config.chat_template else None
+    base = load_student(config, template)
     pad_id = ensure_padding(base.tokenizer)
     encoded = {} if config.objective == "dpo" else encode_splits(base.tokenizer, data, config)
+    pairs: dict[str, list[Any]] = {}
+    if config.objective == "dpo":
+        pairs, counts = check_preference_lengths(base.tokenizer, training_splits(data), config)
+    else:
+        counts = example_counts(encoded)
     # Seeded before the adapter exists: its initial weights are random, so without this two
     # runs with the same --seed start from different adapters.
     set_seed(config.seed)
     model = prepare_model(base, config)
-    train_rows = len(data.splits["train"]) if not encoded else len(encoded["train"].examples)
+    train_rows = len(pairs["train"]) if pairs else len(encoded["train"].examples)
     total_steps = planned_steps(config, train_rows)
     logging_steps = config.logging_steps or (1 if total_steps <= 50 else 10)
     run_config = {
@@ -139,7 +157,6 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
         "attn_implementation": base.model.config._attn_implementation,
         "resumed_from": resumed,
     }
-    counts = example_counts(encoded) if encoded else preference_counts(data)
     return TrainingPlan(
         config=config,
         out_dir=out_dir,
@@ -155,14 +172,5 @@ def plan_training(config: TrainConfig) -> TrainingPlan:
         run_config=run_config,
         resume_from=resume_from,
         resumed=resumed,
+        pairs=pairs,
     )
-
-
-def preference_counts(data: TrainingData) -> dict[str, int]:
-    """DPO's rows per split; truncated is filled in once TRL has tokenized the pairs."""
-    counts = {
-        f"{split}_examples": len(rows)
-        for split, rows in data.splits.items()
-        if rows and split in TRAINING_SPLITS
-    }
-    return {**counts, "truncated": 0, "dropped": 0}

@@ -17,8 +17,8 @@ from typing import Any
 from medstore.resources import code_version
 from medstore.training.artefacts import no_artefacts, save_artefacts
 from medstore.training.callbacks import EventLogger, LossProgress
-from medstore.training.checkpoints import start_checkpoints
-from medstore.training.config import TrainConfig
+from medstore.training.checkpoints import remove_empty_folders, start_checkpoints
+from medstore.training.config import TrainConfig, TrainError
 from medstore.training.plan import TrainingPlan, plan_training
 from medstore.training.trl_trainers import build_trainer
 from medstore.warehouse.events import (
@@ -56,7 +56,11 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     """Check everything (data, device, model, output folder) before writing anything, then train,
     recording the run as events, and save the adapter or model with its manifest."""
     plan = plan_training(config)
-    trainer = build_trainer(plan)
+    try:
+        trainer = build_trainer(plan)
+    except TrainError:
+        remove_empty_folders(plan.out_dir)
+        raise
     training_run_id = uuid7()
     record = event_writer(warehouse)
     started = record_started(record, plan, training_run_id)

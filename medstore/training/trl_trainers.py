@@ -14,7 +14,6 @@ from typing import Any
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medstore.training.checkpoints import checkpoints_dir
-from medstore.training.config import TrainError
 from medstore.training.plan import TrainingPlan
 
 
@@ -94,9 +93,8 @@ def build_sft_trainer(plan: TrainingPlan) -> Any:
 
 
 def build_dpo_trainer(plan: TrainingPlan) -> Any:
-    """TRL's DPOTrainer on the preference pairs; the reference model is the base without the
-    adapter. Over-long pairs are counted (TRL cuts them) or, with --overlong refuse, stop the
-    run before it starts."""
+    """TRL's DPOTrainer on the preference pairs (over-long ones counted by the plan); the
+    reference model is the base without the adapter."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -104,7 +102,7 @@ def build_dpo_trainer(plan: TrainingPlan) -> Any:
     arguments = DPOConfig(
         **common_arguments(plan), beta=config.dpo_beta, max_length=config.max_seq_len
     )
-    splits = plan.data.splits
+    splits = plan.pairs
     report_to_folder(plan)
     trainer = counting(DPOTrainer)(
         model=plan.model,
@@ -114,27 +112,7 @@ def build_dpo_trainer(plan: TrainingPlan) -> Any:
         eval_dataset=Dataset.from_list(splits["validation"]) if plan.has_validation else None,
         processing_class=plan.base.tokenizer,
     )
-    count_overlong_pairs(plan, trainer)
     return quiet(trainer)
-
-
-def count_overlong_pairs(plan: TrainingPlan, trainer: Any) -> None:
-    """Pairs whose prompt with its longer answer exceeds --max-seq-len, from TRL's tokens."""
-    limit = plan.config.max_seq_len
-    overlong = 0
-    for dataset in (trainer.train_dataset, trainer.eval_dataset):
-        if dataset is None:
-            continue
-        for prompt, chosen, rejected in zip(
-            dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True
-        ):
-            overlong += len(prompt) + max(len(chosen), len(rejected)) > limit
-    if overlong and plan.config.overlong == "refuse":
-        raise TrainError(
-            f"{overlong} preference pair(s) exceed --max-seq-len {limit} tokens; raise the limit "
-            "or use --overlong truncate"
-        )
-    plan.counts["truncated"] = overlong
 
 
 def quiet(trainer: Any) -> Any:
