@@ -33,7 +33,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: str = Field(
-        description="An export folder (any format) or a .jsonl file with a `messages` column.",
+        description="An export folder (any format) or a .jsonl file: `messages` (or "
+        "`prompt`/`completion`) rows, or `prompt`/`chosen`/`rejected` for --method dpo.",
         json_schema_extra={"cli": {"flag": "--data", "metavar": "PATH"}},
     )
     out_dir: str = Field(
