@@ -189,7 +189,9 @@ def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
                  "--batch-size", "--grad-accum", "--max-seq-len", "--overlong", "--max-steps",
                  "--bf16", "--gradient-checkpointing", "--seed", "--logging-steps",
                  "--eval-steps", "--lora-r", "--lora-alpha", "--lora-targets", "--no-progress",
-                 "--db", "--json"):  # fmt: skip
+                 "--method [sft|dpo]", "--dpo-beta", "--packing", "--report-to", "--save-steps",
+                 "--keep-checkpoints", "--resume [CHECKPOINT]", "--load-in-4bit",
+                 "--chat-template FILE", "--attn-implementation", "--db", "--json"):  # fmt: skip
         assert flag in help_text
     assert "--lora-dropout" not in help_text and "--warmup-steps" not in help_text
     full = TrainConfig(data_dir="d", out_dir="o", lora=False)
@@ -204,6 +206,9 @@ def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "Missing option '--data'" in missing.output
     bad = invoke("train", "--data", "d", "--out", "o", "--lora-targets", "some")
     assert bad.exit_code == 2 and "--lora-targets" in bad.output
+    bad = invoke("train", "--data", "d", "--out", "o", "--method", "ppo")
+    assert bad.exit_code == 2 and "--method" in bad.output
+    assert TrainConfig(data_dir="d", out_dir="o").record()["objective"] == "sft"
 
 
 @pytest.mark.slow

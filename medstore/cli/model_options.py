@@ -113,12 +113,17 @@ def model_option(name: str, field: FieldInfo, *, param_name: str | None = None) 
             metavar=settings.get("metavar"),
             required=True,
         )
+    # ``flag_value``: the option's value is optional (``--resume`` alone means that value).
+    optional_value = (
+        {"is_flag": False, "flag_value": settings["flag_value"]} if "flag_value" in settings else {}
+    )
     return click.Option(
         [flag, dest],
         type=click_type(annotation, field),
         default=None,
         help=help_,
         metavar=settings.get("metavar"),
+        **optional_value,
     )
 
 

@@ -21,18 +21,24 @@ TRAIN_FIELDS = [option.name for option in model_options(TrainConfig)]
 @db_option
 @json_option
 def train(db_path: str | None, as_json: bool, **_: Any) -> None:
-    """Fine-tune a student on an export; the run is recorded as events in the warehouse.
+    """Fine-tune a student on an export with TRL; the run is recorded as events in the warehouse.
 
-    Uses the base model's chat template with the loss on assistant tokens only, and saves the
-    adapter (or model), the tokenizer and training_manifest.json, which links to the export
-    manifest and through it to every sample and teacher call behind the data.
+    SFT (TRL's SFTTrainer) uses the base model's chat template with the loss on the answer only;
+    --method dpo (TRL's DPOTrainer) learns from prompt/chosen/rejected pairs. Both train a LoRA
+    adapter by default, save resumable checkpoints in OUT/checkpoints (--resume goes on after a
+    crash), and save the adapter (or model), the tokenizer and training_manifest.json, which
+    links to the export manifest and through it to every sample and teacher call behind the data.
 
     \b
     Example:
         python cli.py export --recipe consult --format arrow --out exports/consult
         python cli.py train --data exports/consult --out runs/consult-lora --max-steps 50
+        python cli.py train --data exports/consult --out runs/consult-lora --max-steps 50 --resume
         python cli.py train --data exports/medec-cot --out runs/qwen3 \\
             --base-model Qwen/Qwen3-4B --bf16 --gradient-checkpointing --epochs 2
+        python cli.py train --data exports/medec-cot --out runs/qwen3-qlora \\
+            --base-model Qwen/Qwen3-4B --load-in-4bit --packing --report-to tensorboard
+        python cli.py train --method dpo --data PAIRS --out runs/medec-dpo --max-steps 100
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from medstore.training.trainer import train as run_training

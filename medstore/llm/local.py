@@ -119,13 +119,17 @@ def load_local_model(device: str | None = None) -> tuple[Any, Any, str]:
         return _LOADED[key]
 
 
-def _load(gguf: Path, root: Path, device: str) -> tuple[Any, Any, str]:
+def bundled_folder(gguf: Path | None = None, root: Path | None = None) -> tuple[Path, str]:
+    """The folder of the dequantised bundled model (made from the GGUF on first use) and the
+    GGUF's content hash: what ``from_pretrained`` loads, e.g. with other attention or 4-bit."""
     for module, package in DEPENDENCIES[:4]:
         require(module, package)
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    gguf = gguf or gguf_path()
+    root = root or cache_root()
     weights_hash = file_hash(gguf, root)
     folder = model_folder(MODEL_NAME, weights_hash, root)
 
@@ -148,6 +152,14 @@ def _load(gguf: Path, root: Path, device: str) -> tuple[Any, Any, str]:
         (target / "medstore.json").write_text(json.dumps(origin, indent=1), encoding="utf-8")
 
     ensure_folder(folder, dequantise)
+    return folder, weights_hash
+
+
+def _load(gguf: Path, root: Path, device: str) -> tuple[Any, Any, str]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, weights_hash = bundled_folder(gguf, root)
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     tokenizer = AutoTokenizer.from_pretrained(folder)

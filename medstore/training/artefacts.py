@@ -9,22 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medstore.resources import code_version
-from medstore.training.config import TrainError
+from medstore.training.checkpoints import TRAINING_MANIFEST
 from medstore.training.model_card import finish_adapter
 from medstore.warehouse.hashing import content_hash
 
 if TYPE_CHECKING:  # the plan module imports this one
     from medstore.training.plan import TrainingPlan
-
-TRAINING_MANIFEST = "training_manifest.json"
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse a file, or a folder holding anything but an earlier training run."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TrainError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / TRAINING_MANIFEST).exists():
-        raise TrainError(f"{out_dir}: folder is not empty and holds no medstore training run")
 
 
 def no_artefacts(*_: Any) -> dict[str, Any]:
@@ -35,9 +25,6 @@ def no_artefacts(*_: Any) -> dict[str, Any]:
 def save_model_files(model: Any, tokenizer: Any, out_dir: Path) -> dict[str, str]:
     """The adapter (or model) and tokenizer files, by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = out_dir / "checkpoints"  # the Trainer's output_dir; nothing is saved there
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     return {
@@ -68,11 +55,13 @@ def versions() -> dict[str, str]:
     import peft
     import torch
     import transformers
+    import trl
 
     return {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "peft": peft.__version__,
+        "trl": trl.__version__,
     }
 
 

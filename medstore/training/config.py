@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 BUNDLED = "bundled"
+LAST_CHECKPOINT = "last"
 NOT_ON_CLI = {"cli": False}
 BASE_MODEL_HELP = (
     "bundled (the embedded SmolLM2-135M-Instruct, offline), a hub id such as "
@@ -32,7 +33,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: str = Field(
-        description="An export folder (any format) or a .jsonl file with a `messages` column.",
+        description="An export folder (any format) or a .jsonl file: `messages` (or "
+        "`prompt`/`completion`) rows, or `prompt`/`chosen`/`rejected` for --method dpo.",
         json_schema_extra={"cli": {"flag": "--data", "metavar": "PATH"}},
     )
     out_dir: str = Field(
@@ -78,6 +80,47 @@ class TrainConfig(BaseModel):
     )
     warmup_steps: int = Field(0, ge=0, json_schema_extra=NOT_ON_CLI)
     progress: bool = Field(True, description="Show a progress bar (--no-progress: hide it).")
+    objective: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="sft: supervised fine-tuning on `messages` (or prompt/completion) rows, "
+        "loss on the answer only; dpo: direct preference optimisation on prompt/chosen/rejected "
+        "rows.",
+        json_schema_extra={"cli": {"flag": "--method"}},
+    )
+    dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the pull to the base model.")
+    packing: bool = Field(
+        False,
+        description="Pack several rows into each --max-seq-len sequence (best-fit, rows never cut "
+        "apart; attention stays within each row).",
+    )
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="Also send the training logs to TensorBoard (OUT/runs) or W&B."
+    )
+    save_steps: int = Field(
+        100,
+        ge=1,
+        description="Save a resumable checkpoint every N steps (and at the last) in "
+        "OUT/checkpoints; the last --keep-checkpoints are kept.",
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept in OUT/checkpoints.")
+    resume: str | None = Field(
+        None,
+        description="Go on from a checkpoint of an interrupted run into the same --out: the last "
+        "one in OUT/checkpoints, or the CHECKPOINT folder given.",
+        json_schema_extra={"cli": {"metavar": "[CHECKPOINT]", "flag_value": LAST_CHECKPOINT}},
+    )
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: the base model in 4-bit NF4 (needs bitsandbytes and a GPU)."
+    )
+    chat_template: str | None = Field(
+        None,
+        description="A Jinja chat-template file to use instead of the base model's own.",
+        json_schema_extra={"cli": {"metavar": "FILE"}},
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention kernel; auto: sdpa where the model supports it, else eager.",
+    )
 
     @property
     def method(self) -> str:

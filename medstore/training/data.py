@@ -1,5 +1,6 @@
-"""The conversations to train on: an export folder in any format (JSONL, Parquet, a `datasets`
-folder) or a single .jsonl file, read by split, checked, and fingerprinted."""
+"""The rows to train on: an export folder in any format (JSONL, Parquet, a `datasets` folder) or
+a single .jsonl file, read by split, checked, and fingerprinted. SFT reads `messages` (or
+`prompt`/`completion`), DPO `prompt`/`chosen`/`rejected`, in TRL's text or chat-turn forms."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from medstore.training.config import TrainError
 from medstore.warehouse.hashing import canonical_json, content_hash
 
 SPLITS = ("train", "validation", "test")
+SFT_COLUMNS = ("messages", "prompt", "completion")
+DPO_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 @dataclass
@@ -20,7 +23,7 @@ class TrainingData:
 
     source: str
     format: str
-    splits: dict[str, list[list[dict[str, str]]]]
+    splits: dict[str, list[Any]]  # conversations, text pairs or preference pairs
     manifest: dict[str, Any] | None = None
     manifest_path: str | None = None
     manifest_hash: str | None = None
@@ -60,18 +63,25 @@ def detect_format(path: Path) -> str:
 
 def no_messages_column(path: Path) -> TrainError:
     return TrainError(
-        f"{path}: the data has no `messages` column; export a recipe with a chat form "
-        "(system / user / assistant messages)"
+        f"{path}: the data has no `messages` column (nor `prompt` and `completion`); export a "
+        "recipe with a chat form (system / user / assistant messages)"
     )
 
 
-def read_jsonl_messages(path: Path, fmt: str) -> dict[str, list[Any]]:
+def no_preference_columns(path: Path) -> TrainError:
+    return TrainError(
+        f"{path}: --method dpo needs `prompt`, `chosen` and `rejected` columns; export a "
+        "recipe's preference pairs (medec-cot)"
+    )
+
+
+def read_jsonl_rows(path: Path, fmt: str) -> dict[str, list[dict[str, Any]]]:
     files = (
         {"train": path}
         if fmt == "jsonl-file"
         else {split: path / f"{split}.jsonl" for split in SPLITS}
     )
-    splits: dict[str, list[Any]] = {}
+    splits: dict[str, list[dict[str, Any]]] = {}
     for split, file in files.items():
         if not file.is_file():
             continue
@@ -83,47 +93,80 @@ def read_jsonl_messages(path: Path, fmt: str) -> dict[str, list[Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TrainError(f"{file}: line {number} is not JSON: {exc.msg}") from exc
-            if "messages" not in row:
-                raise no_messages_column(path)
-            rows.append(row["messages"])
+            if not isinstance(row, dict):
+                raise TrainError(f"{file}: line {number} is not a JSON object")
+            rows.append(row)
         splits[split] = rows
     return splits
 
 
-def read_parquet_messages(path: Path, name: str = "{split}.parquet") -> dict[str, list[Any]]:
+def read_parquet_rows(
+    path: Path, columns: tuple[str, ...], name: str = "{split}.parquet"
+) -> dict[str, list[dict[str, Any]]]:
     import pyarrow.parquet as pq
 
     splits = {}
     for split in SPLITS:
         file = path / name.format(split=split)
         if file.is_file():
-            if "messages" not in pq.read_schema(file).names:
-                raise no_messages_column(path)
-            splits[split] = pq.read_table(file, columns=["messages"]).column(0).to_pylist()
+            present = [column for column in columns if column in pq.read_schema(file).names]
+            splits[split] = pq.read_table(file, columns=present).to_pylist()
     return splits
 
 
-def read_arrow_messages(path: Path) -> dict[str, list[Any]]:
+def read_arrow_rows(path: Path, columns: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
     from datasets import Dataset, load_from_disk
 
     loaded = load_from_disk(str(path))
     parts = {"train": loaded} if isinstance(loaded, Dataset) else dict(loaded)
-    if any("messages" not in part.column_names for part in parts.values()):
-        raise no_messages_column(path)
-    return {name: part["messages"] for name, part in parts.items()}
+    return {
+        name: part.select_columns([c for c in columns if c in part.column_names]).to_list()
+        for name, part in parts.items()
+    }
 
 
-def read_messages(path: Path, fmt: str) -> dict[str, list[Any]]:
-    """The ``messages`` column of every split; a missing column is a one-line error."""
+def read_rows(path: Path, fmt: str, columns: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every split (with at least ``columns`` where the format reads by column)."""
     if fmt in ("jsonl", "jsonl-file"):
-        return read_jsonl_messages(path, fmt)
+        return read_jsonl_rows(path, fmt)
     if fmt == "parquet":
-        return read_parquet_messages(path)
+        return read_parquet_rows(path, columns)
     if fmt == "hf-hub-ready":  # the Hub's layout: data/<split>-00000-of-00001.parquet
-        return read_parquet_messages(path, "data/{split}-00000-of-00001.parquet")
+        return read_parquet_rows(path, columns, "data/{split}-00000-of-00001.parquet")
     if fmt == "arrow":
-        return read_arrow_messages(path)
+        return read_arrow_rows(path, columns)
     raise TrainError(f"{path}: unknown export format {fmt!r}")
+
+
+def sft_row(row: dict[str, Any], path: Path, where: str) -> Any:
+    """A chat conversation (``messages``, or a conversational prompt + completion), or a plain
+    ``{"prompt", "completion"}`` text pair; the loss is on the answer either way."""
+    if row.get("messages") is not None:
+        return check_conversation(row["messages"], where)
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if prompt is None or completion is None:
+        raise no_messages_column(path)
+    if isinstance(prompt, list) and isinstance(completion, list):
+        return check_conversation(prompt + completion, where)
+    if isinstance(prompt, str) and isinstance(completion, str) and completion:
+        return {"prompt": prompt, "completion": completion}
+    raise TrainError(f"{where}: `prompt` and `completion` are not both text or both chat turns")
+
+
+def dpo_row(row: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
+    """A preference pair as TRL's DPOTrainer takes it: text, or chat turns."""
+    if not {"prompt", "chosen", "rejected"} <= set(row):
+        raise no_preference_columns(path)
+    pair = {key: row[key] for key in ("prompt", "chosen", "rejected")}
+    kinds = {type(value) for value in pair.values()}
+    if kinds == {list}:
+        for key in pair:
+            for turn in pair[key]:
+                if not isinstance(turn, dict) or not {"role", "content"} <= set(turn):
+                    raise TrainError(f"{where}: a `{key}` chat turn lacks `role` or `content`")
+    elif kinds != {str} or not pair["chosen"] or not pair["rejected"]:
+        raise TrainError(f"{where}: `prompt`, `chosen`, `rejected` are not all text or all turns")
+    return pair
 
 
 def check_conversation(messages: Any, where: str) -> list[dict[str, str]]:
@@ -137,18 +180,20 @@ def check_conversation(messages: Any, where: str) -> list[dict[str, str]]:
     return [{"role": turn["role"], "content": turn["content"] or ""} for turn in messages]
 
 
-def load_training_data(data_dir: str | Path) -> TrainingData:
+def load_training_data(data_dir: str | Path, objective: str = "sft") -> TrainingData:
+    """The rows to train on by split: conversations (or text pairs) for SFT, preference pairs
+    for DPO; any row that does not fit is a one-line error."""
     path = Path(data_dir)
     if not path.exists():
         raise TrainError(f"{path}: no such export folder")
     fmt = detect_format(path)
-    raw = read_messages(path, fmt)
+    columns = DPO_COLUMNS if objective == "dpo" else SFT_COLUMNS
+    convert = dpo_row if objective == "dpo" else sft_row
     splits = {
         split: [
-            check_conversation(messages, f"{path} [{split} row {index}]")
-            for index, messages in enumerate(rows)
+            convert(row, path, f"{path} [{split} row {index}]") for index, row in enumerate(rows)
         ]
-        for split, rows in raw.items()
+        for split, rows in read_rows(path, fmt, columns).items()
     }
     if not splits.get("train"):
         raise TrainError(f"{path}: the dataset is empty (no training rows)")

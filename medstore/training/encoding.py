@@ -1,6 +1,6 @@
 """Conversations as token ids with labels: the base model's chat template renders each one, and
-the loss is on assistant tokens only (every other label is -100). Batches are padded to their
-longest row.
+the loss is on assistant tokens only (every other label is -100). TRL's SFTTrainer takes the
+rows as they are (input_ids, labels) and pads each batch to its longest row, or packs them.
 
 Over-long conversations: with ``overlong="truncate"`` (the default) a conversation longer than
 ``max_seq_len`` tokens is cut at the limit and counted; one left with no assistant token is
@@ -10,11 +10,8 @@ training starts.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from medstore.training.config import TrainError
 
@@ -59,15 +56,27 @@ def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str
     return full, spans
 
 
+def text_pair_spans(tokenizer: Any, pair: dict[str, str]) -> tuple[str, list[tuple]]:
+    """A plain prompt + completion (no chat template, as TRL trains them): the completion and
+    the end-of-text marker are learned."""
+    text = pair["prompt"] + pair["completion"] + (tokenizer.eos_token or "")
+    return text, [(len(pair["prompt"]), len(text))]
+
+
 def encode_conversations(
-    tokenizer: Any, conversations: list[list[dict[str, str]]], max_seq_len: int, overlong: str
+    tokenizer: Any, conversations: list[Any], max_seq_len: int, overlong: str
 ) -> Encoded:
-    """Token ids with labels (-100 outside assistant turns), cut to ``max_seq_len``."""
+    """Token ids with labels (-100 outside assistant turns, or outside the completion of a
+    text pair), cut to ``max_seq_len``."""
     if not getattr(tokenizer, "is_fast", False):
         raise TrainError("the base model needs a fast tokenizer (character offsets for masking)")
     texts, all_spans = [], []
-    for messages in conversations:
-        text, spans = assistant_spans(tokenizer, messages)
+    for row in conversations:
+        text, spans = (
+            text_pair_spans(tokenizer, row)
+            if isinstance(row, dict)
+            else (assistant_spans(tokenizer, row))
+        )
         texts.append(text)
         all_spans.append(spans)
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
@@ -97,27 +106,3 @@ def encode_conversations(
         result.tokens += len(ids)
         result.target_tokens += targets
     return result
-
-
-class PaddingCollator:
-    """Pads a batch to its longest row (not to max_seq_len): no compute spent on padding."""
-
-    def __init__(self, pad_token_id: int, multiple_of: int | None = None) -> None:
-        self.pad_token_id = pad_token_id
-        self.multiple_of = multiple_of
-
-    def __call__(self, batch: list[dict[str, list[int]]]) -> dict[str, Any]:
-        width = max(len(row["input_ids"]) for row in batch)
-        if self.multiple_of:
-            width = math.ceil(width / self.multiple_of) * self.multiple_of
-        input_ids, labels, attention = [], [], []
-        for row in batch:
-            pad = width - len(row["input_ids"])
-            input_ids.append(row["input_ids"] + [self.pad_token_id] * pad)
-            labels.append(row["labels"] + [IGNORE_INDEX] * pad)
-            attention.append([1] * len(row["input_ids"]) + [0] * pad)
-        return {
-            "input_ids": torch.tensor(input_ids),
-            "labels": torch.tensor(labels),
-            "attention_mask": torch.tensor(attention),
-        }

@@ -62,6 +62,77 @@ def load_base_model(spec: str, *, dtype: Any = None, device: str | None = None) 
     return LoadedModel(model, tokenizer, spec, weights_hash_of(spec, model))
 
 
+def load_student(config: TrainConfig, chat_template: str | None = None) -> LoadedModel:
+    """The base model to train, loaded once (not the teacher's shared copy) with the attention
+    kernel asked for, in 4-bit for QLoRA, and with the chat template of ``--chat-template``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {
+        "dtype": torch.bfloat16 if config.bf16 and config.method == "lora" else torch.float32
+    }
+    if config.attn_implementation != "auto":
+        kwargs["attn_implementation"] = config.attn_implementation
+    if config.load_in_4bit:
+        kwargs.update(quantization_config=four_bit_config(), device_map={"": local_rank()})
+    source, name, weights_hash = config.base_model, config.base_model, None
+    try:
+        if config.base_model == BUNDLED:
+            from medstore.llm import BackendUnavailable
+            from medstore.llm.local import MODEL_NAME, bundled_folder
+
+            try:
+                folder, weights_hash = bundled_folder()
+            except BackendUnavailable as exc:
+                raise TrainError(str(exc)) from exc
+            source, name = str(folder), f"{BUNDLED}:{MODEL_NAME}"
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, ImportError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    if weights_hash is None:
+        weights_hash = weights_hash_of(config.base_model, model)
+    return LoadedModel(model, tokenizer, name, weights_hash)
+
+
+def read_chat_template(path: str) -> str:
+    """A Jinja chat template from a file (a .jinja file, or a tokenizer_config-style .json)."""
+    file = Path(path)
+    if not file.is_file():
+        raise TrainError(f"--chat-template {path}: no such file")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix == ".json":
+        import json
+
+        try:
+            text = json.loads(text)["chat_template"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrainError(f"--chat-template {path}: no `chat_template` key in it") from exc
+    if "{%" not in text and "{{" not in text:
+        raise TrainError(f"--chat-template {path}: not a Jinja template")
+    return text
+
+
+def local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def four_bit_config() -> Any:
+    """QLoRA's NF4 with double quantisation, computing in bfloat16."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
 def weights_hash_of(spec: str, model: Any) -> str | None:
     """Content hash of a local folder's weight files (cached by size and mtime), else the hub
     commit the weights came from."""
@@ -103,6 +174,12 @@ def prepare_model(base: LoadedModel, config: TrainConfig) -> Any:
         lora_dropout=config.lora_dropout,
         target_modules=lora_target_modules(base.model.config.model_type, config.lora_targets),
     )
-    if config.gradient_checkpointing:
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        base.model = prepare_model_for_kbit_training(
+            base.model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
+    elif config.gradient_checkpointing:
         base.model.enable_input_require_grads()
     return get_peft_model(base.model, lora_config)

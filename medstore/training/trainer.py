@@ -1,7 +1,9 @@
-"""Fine-tune a student on an export: transformers + peft, the base model's chat template, loss on
-assistant tokens only, LoRA by default. The run is recorded as events (config, data fingerprint,
-loss per logging step, eval loss, artefacts) and ``training_manifest.json`` links the adapter
-back to the export manifest, and through it to every sample, prompt and teacher output.
+"""Fine-tune a student on an export with TRL (SFTTrainer, or DPOTrainer with ``--method dpo``)
+and a peft LoRA adapter: the base model's chat template, loss on the answer only. medstore adds
+what TRL does not know: the run recorded as events (config, data fingerprint, loss per logging
+step, eval loss, artefacts) by a TrainerCallback, over-long rows counted, the bundled model, and
+``training_manifest.json``, which links the adapter back to the export manifest and through it
+to every sample, prompt and teacher output.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainingArguments, set_seed
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
 from medstore.resources import code_version
 from medstore.training.artefacts import no_artefacts, save_artefacts
 from medstore.training.callbacks import EventLogger, LossProgress
-from medstore.training.config import TrainConfig
-from medstore.training.encoding import PaddingCollator
+from medstore.training.checkpoints import remove_empty_folders, start_checkpoints
+from medstore.training.config import TrainConfig, TrainError
 from medstore.training.plan import TrainingPlan, plan_training
+from medstore.training.trl_trainers import build_trainer
 from medstore.warehouse.events import (
     Envelope,
     TrainingFinished,
@@ -56,11 +56,18 @@ def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     """Check everything (data, device, model, output folder) before writing anything, then train,
     recording the run as events, and save the adapter or model with its manifest."""
     plan = plan_training(config)
+    try:
+        trainer = build_trainer(plan)
+    except TrainError:
+        remove_empty_folders(plan.out_dir)
+        raise
     training_run_id = uuid7()
     record = event_writer(warehouse)
     started = record_started(record, plan, training_run_id)
     envelope = Envelope(recipe=plan.data.recipe, parent_event_id=started.event_id)
-    trainer = build_trainer(plan)
+    if is_main_process():
+        note = {"training_run_id": training_run_id, "data_fingerprint": plan.data.fingerprint}
+        start_checkpoints(plan.out_dir, plan.resume_from is not None, note)
     trainer.add_callback(EventLogger(record, training_run_id, envelope))
     if config.progress:
         trainer.add_callback(LossProgress(plan.total_steps))
@@ -115,11 +122,13 @@ def record_started(record: Any, plan: TrainingPlan, training_run_id: str) -> Any
 def run_trainer(trainer: Any, plan: TrainingPlan) -> dict[str, float]:
     """Train, then evaluate on the validation split if there is one; the run's metrics."""
     started_at = time.perf_counter()
-    outcome = trainer.train()
+    resume = str(plan.resume_from) if plan.resume_from else None
+    outcome = trainer.train(resume_from_checkpoint=resume)
     runtime = time.perf_counter() - started_at
     metrics = {
         "train_loss": float(outcome.training_loss),
         "steps": float(trainer.state.global_step),
+        "first_step": float(plan.resumed["step"] + 1 if plan.resumed else 1),
         "epochs": float(trainer.state.epoch or 0.0),
         "runtime_s": round(runtime, 3),
         "tokens_trained": float(trainer.tokens_trained),
@@ -128,63 +137,3 @@ def run_trainer(trainer: Any, plan: TrainingPlan) -> dict[str, float]:
     if plan.has_validation:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     return metrics
-
-
-def training_arguments(plan: TrainingPlan) -> TrainingArguments:
-    config, device = plan.config, plan.device
-    return TrainingArguments(
-        output_dir=str(Path(config.out_dir).resolve() / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.lr,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        warmup_steps=config.warmup_steps,
-        bf16=config.bf16,
-        use_cpu=device == "cpu",
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}
-        if config.gradient_checkpointing
-        else None,
-        logging_steps=plan.logging_steps,
-        eval_strategy="steps" if plan.has_validation and config.eval_steps else "no",
-        eval_steps=config.eval_steps,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=config.seed,
-        data_seed=config.seed,
-        # Rows of similar length share a batch, so little compute goes to padding.
-        train_sampling_strategy="group_by_length",
-        remove_unused_columns=False,
-        dataloader_pin_memory=device == "cuda",
-    )
-
-
-def build_trainer(plan: TrainingPlan) -> Any:
-    set_seed(plan.config.seed)
-    arguments = training_arguments(plan)
-    trainer = CountingTrainer(
-        model=plan.model,
-        args=arguments,
-        data_collator=PaddingCollator(plan.pad_id, 8 if plan.device == "cuda" else None),
-        train_dataset=plan.encoded["train"].examples,
-        eval_dataset=plan.encoded["validation"].examples if plan.has_validation else None,
-        processing_class=plan.base.tokenizer,
-    )
-    for callback in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(callback)
-    return trainer
-
-
-class CountingTrainer(Trainer):
-    """A Trainer that counts the real (non-padding) tokens its training steps consume."""
-
-    tokens_trained = 0
-
-    def training_step(
-        self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None
-    ) -> Any:
-        self.tokens_trained += int(inputs["attention_mask"].sum())
-        return super().training_step(model, inputs, num_items_in_batch)
