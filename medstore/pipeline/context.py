@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from medstore.checks.gates import gate_records
 from medstore.checks.parsing import ParseError, extract_json, validate_model
 from medstore.llm import BackendError, Completion, GenerationParams
 from medstore.llm.prices import cost_usd
@@ -140,7 +141,9 @@ class TaskContext:
             for validator in stage.validators:
                 errors += validator(value, variables)
         self.emit(
-            ValidationVerdict(passed=not errors, errors=errors), stage=stage.name, attempt=attempt
+            ValidationVerdict(passed=not errors, errors=errors, gates=gate_records(errors)),
+            stage=stage.name,
+            attempt=attempt,
         )
         return value, errors
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, Field
 
+from medstore.checks.gates import GateSpec, TurnRule, content_gates
 from medstore.checks.icd10 import is_icd10_code, known_codes
 from medstore.recipes.base import Recipe, Stage, Task
 from medstore.resources import resource_dir
@@ -106,6 +107,20 @@ def icd10_codes_exist(output: ExpertOutput, variables: dict[str, Any]) -> list[s
     ]
 
 
+# The content gates of each stage (medstore.checks.gates); the dialogue's bounds are the prompt's.
+PROFILE_GATES = GateSpec(required_lists=frozenset({"symptoms"}), vitals="vital_signs")
+TURNS = TurnRule("turns", 8, 14, alternate=("doctor", "patient"), first="doctor")
+DIALOGUE_GATES = GateSpec(turns=TURNS)
+EXPERT_GATES = GateSpec(
+    required_lists=frozenset(
+        {"differential_diagnosis", "risk_assessment.factors", "investigations", "treatment_plan"}
+    ),
+    unique_by={"differential_diagnosis": ("condition", "icd10_code")},
+    icd=("differential_diagnosis", "condition", "icd10_code"),
+)
+TEXT_GATES = GateSpec()
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON for a chat turn (orjson: export builds 100,000 of these in seconds)."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
@@ -125,7 +140,7 @@ class ConsultRecipe(Recipe):
             0.70,
             PatientProfile,
             500,
-            validators=(profile_matches_scenario,),
+            validators=(profile_matches_scenario, content_gates(PROFILE_GATES)),
         ),
         Stage(
             "dialogue",
@@ -133,7 +148,7 @@ class ConsultRecipe(Recipe):
             0.55,
             Dialogue,
             900,
-            validators=(dialogue_has_both_speakers,),
+            validators=(dialogue_has_both_speakers, content_gates(DIALOGUE_GATES)),
         ),
         Stage(
             "reasoning",
@@ -141,9 +156,16 @@ class ConsultRecipe(Recipe):
             0.50,
             None,
             700,
-            validators=(reasoning_is_substantial,),
+            validators=(reasoning_is_substantial, content_gates(TEXT_GATES)),
         ),
-        Stage("expert", "consult/expert", 0.30, ExpertOutput, 800, validators=(icd10_codes_exist,)),
+        Stage(
+            "expert",
+            "consult/expert",
+            0.30,
+            ExpertOutput,
+            800,
+            validators=(icd10_codes_exist, content_gates(EXPERT_GATES)),
+        ),
     )
 
     def default_source(self) -> str:

@@ -138,6 +138,8 @@ class ValidationVerdict(Event):
     passed: bool
     errors: list[str] = []
     metrics: dict[str, Any] = {}
+    # The content gates that failed (medstore.checks.gates): {"gate", "field", "error"} each.
+    gates: list[dict[str, str]] = []
 
 
 class RepairRequested(Event):
