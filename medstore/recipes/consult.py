@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from medstore.checks.gates import GateSpec, TurnRule, content_gates
 from medstore.checks.icd10 import is_icd10_code, known_codes
+from medstore.checks.schema_gates import vital_sign
 from medstore.recipes.base import Recipe, Stage, Task
 from medstore.resources import resource_dir
 from medstore.sources.scenarios import load_scenarios
@@ -29,11 +30,16 @@ ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
 
 
 class VitalSigns(BaseModel):
-    heart_rate: str
-    blood_pressure: str
-    respiratory_rate: str
-    temperature: str
-    oxygen_saturation: str
+    heart_rate: str = Field(json_schema_extra=vital_sign("heart_rate"))
+    blood_pressure: str = Field(json_schema_extra=vital_sign("blood_pressure"))
+    respiratory_rate: str = Field(json_schema_extra=vital_sign("respiratory_rate"))
+    temperature: str = Field(json_schema_extra=vital_sign("temperature"))
+    oxygen_saturation: str = Field(json_schema_extra=vital_sign("oxygen_saturation"))
+
+
+# Lists the prompt wants filled: the schema (the grammar) asks for an item, the `empty_list`
+# gate checks it (so a rejection names the gate, not the schema).
+REQUIRED = {"minItems": 1}
 
 
 class PatientProfile(BaseModel):
@@ -41,7 +47,7 @@ class PatientProfile(BaseModel):
     age: int = Field(ge=0, le=120)
     sex: Literal["male", "female"]
     chief_complaint: str = Field(min_length=3)
-    symptoms: list[str] = Field(min_length=1)
+    symptoms: list[str] = Field(json_schema_extra=REQUIRED)
     past_medical_history: list[str]
     medications: list[str]
     allergies: list[str]
@@ -56,7 +62,8 @@ class Turn(BaseModel):
 
 
 class Dialogue(BaseModel):
-    turns: list[Turn] = Field(min_length=4)
+    # The prompt asks for 8 to 14 turns: the grammar bounds them, the `turn_count` gate checks.
+    turns: list[Turn] = Field(min_length=4, json_schema_extra={"minItems": 8, "maxItems": 14})
 
 
 class Diagnosis(BaseModel):
@@ -68,15 +75,15 @@ class Diagnosis(BaseModel):
 
 class RiskAssessment(BaseModel):
     level: Literal["low", "moderate", "high", "critical"]
-    factors: list[str] = Field(min_length=1)
+    factors: list[str] = Field(json_schema_extra=REQUIRED)
 
 
 class ExpertOutput(BaseModel):
-    differential_diagnosis: list[Diagnosis] = Field(min_length=1, max_length=6)
+    differential_diagnosis: list[Diagnosis] = Field(max_length=6, json_schema_extra=REQUIRED)
     risk_assessment: RiskAssessment
-    investigations: list[str] = Field(min_length=1)
-    treatment_plan: list[str] = Field(min_length=1)
-    red_flags: list[str]
+    investigations: list[str] = Field(json_schema_extra=REQUIRED)
+    treatment_plan: list[str] = Field(json_schema_extra=REQUIRED)
+    red_flags: list[str] = Field(json_schema_extra=REQUIRED)
 
 
 def profile_matches_scenario(profile: PatientProfile, variables: dict[str, Any]) -> list[str]:
@@ -113,7 +120,13 @@ TURNS = TurnRule("turns", 8, 14, alternate=("doctor", "patient"), first="doctor"
 DIALOGUE_GATES = GateSpec(turns=TURNS)
 EXPERT_GATES = GateSpec(
     required_lists=frozenset(
-        {"differential_diagnosis", "risk_assessment.factors", "investigations", "treatment_plan"}
+        {
+            "differential_diagnosis",
+            "risk_assessment.factors",
+            "investigations",
+            "treatment_plan",
+            "red_flags",
+        }
     ),
     unique_by={"differential_diagnosis": ("condition", "icd10_code")},
     icd=("differential_diagnosis", "condition", "icd10_code"),
