@@ -20,7 +20,7 @@ from functools import cache
 
 from rapidfuzz import fuzz
 
-from medstore.checks.icd10 import code_list_file
+from medstore.checks.icd10 import code_list_file, is_icd10_code
 
 MATCH_THRESHOLD = 0.3  # share of the diagnosis' content words found in the code's titles
 WORD_SIMILARITY = 90  # rapidfuzz ratio at which two words are the same word (spelling variants)
@@ -177,7 +177,7 @@ def same_word(word: str, others: set[str]) -> bool:
 def match_score(diagnosis: str, code: str) -> float | None:
     """Share (0-1) of the diagnosis' content words found among the code's title words, 0 on a
     contradiction; None when the code has no title (not a code) or the diagnosis no words."""
-    texts = code_titles(code)
+    texts = code_titles(code) if is_icd10_code(code.strip()) else []
     wanted = content_words(diagnosis)
     if not texts or not wanted:
         return None
