@@ -6,6 +6,7 @@ as unit cases."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,16 @@ from medstore.recipes.consult import (
 from medstore.warehouse.store import Warehouse
 
 from .fakeserver import serve
-from .teachers import DIALOGUE, EXPERT, REASONING, consult_teacher, profile_reply, write_scenarios
+from .teachers import (
+    DIALOGUE,
+    EXPERT,
+    REASONING,
+    consult_stage,
+    consult_teacher,
+    first_user_message,
+    profile_reply,
+    write_scenarios,
+)
 from .teachers_hierarchical import hierarchical_teacher
 from .teachers_junk import (
     FOUR_TURNS,
@@ -267,3 +277,46 @@ def test_junk_teacher_gets_nothing_good_teacher_most(
             assert {g["gate"] for g in gate_records(db)}, recipe  # rejected by gates, named
         else:
             assert states.get("accepted", 0) / total >= 0.8, (recipe, states)
+
+
+def test_run_status_and_report_name_the_gates(tmp_path: Path) -> None:
+    """The run's last lines say how many passed and why not; status and report count by gate
+    and name the worst tasks of each."""
+    source = write_scenarios(tmp_path / "scenarios.json", 3)
+    db = tmp_path / "mixed.db"
+
+    def teacher(request: dict) -> str:  # case-01 gets a 4-turn dialogue, case-02 junk vitals
+        text = first_user_message(request)
+        if consult_stage(request) == "dialogue" and re.search(r'"age":\s*31\b', text):
+            return json.dumps(FOUR_TURNS)
+        if consult_stage(request) == "profile" and "age (32)" in text:
+            return junk_profile(request)
+        return consult_teacher(request)
+
+    with serve() as server:
+        server.set_responder(teacher)
+        result = invoke(
+            "run", "--recipe", "consult", "--source", str(source), "--base-url",
+            server.openai_base_url, "--model", "fake", "--db", str(db),
+            "--retry-base-delay", "0", "--no-progress",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert "content gates: 1 of 3 tasks passed every check; 2 rejected by the gates" in lines
+    top = next(line for line in lines if line.startswith("top gate failures: "))
+    assert "dialogue turn_count (1 task)" in top and "profile blank (1 task)" in top
+
+    status = invoke("status", "--db", str(db), "--json")
+    gates = json.loads(status.output)["recipes"]["consult"]["rejected_by_gate"]
+    assert gates["turn_count"] == 1 and gates["vitals"] == 1 and gates["placeholder"] == 1
+    assert "content gates the rejected tasks failed" in invoke("status", "--db", str(db)).output
+
+    report = json.loads(invoke("report", "--recipe", "consult", "--db", str(db), "--json").output)
+    by_gate = {row["gate"]: row for row in report["gates"]}
+    assert by_gate["turn_count"] == {
+        "gate": "turn_count", "passed": "67%", "tasks_failed": 1, "rejected": 1, "repaired": 0,
+    }  # fmt: skip
+    worst = {(row["gate"], row["task"]) for row in report["gate_worst_examples"]}
+    assert ("turn_count", "consult:case-01:v1") in worst
+    assert ("vitals", "consult:case-02:v1") in worst
+    assert "gate_worst_examples:" in invoke("report", "--recipe", "consult", "--db", str(db)).output

@@ -141,4 +141,30 @@ def generic_report(warehouse: Any, recipe: str) -> dict[str, Any]:
         "tasks": {row["state"]: row["n"] for row in states},
         "labels": {row["label"]: row["n"] for row in labels},
         "rejection_reasons": {row["reason"]: row["n"] for row in reasons},
+        **gate_report(warehouse, recipe),
     }
+
+
+def gate_report(warehouse: Any, recipe: str, worst: int = 3) -> dict[str, Any]:
+    """Acceptance by content gate (share of tasks that never failed it) and each gate's worst
+    examples (the tasks that failed it most often)."""
+    gates = [
+        {
+            "gate": row["gate"],
+            "passed": f"{1 - row['tasks_failed'] / row['tasks']:.0%}" if row["tasks"] else "-",
+            "tasks_failed": row["tasks_failed"],
+            "rejected": row["rejected"],
+            "repaired": row["repaired"],
+        }
+        for row in warehouse.select("report_gates", recipe=recipe)
+    ]
+    examples = [
+        {
+            "gate": row["gate"],
+            "task": row["task_key"],
+            "failures": row["failures"],
+            "example": row["example"][:100],
+        }
+        for row in warehouse.select("report_gate_worst", recipe=recipe, n=worst)
+    ]
+    return {"gates": gates, "gate_worst_examples": examples}
