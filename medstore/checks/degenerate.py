@@ -33,8 +33,10 @@ PLACEHOLDER_TEXT = (
 PLACEHOLDER_WORDS = frozenset(PLACEHOLDER_TEXT.split())
 LOREM = re.compile(r"\blorem\s+ipsum\b|\bdolor\s+sit\s+amet\b", re.IGNORECASE)
 TEMPLATE_SLOT = re.compile(r"^\s*(?:<[^<>]{1,40}>|\{\{?[^{}]{0,40}\}?\}|\[[^\[\]]{0,40}\])\s*$")
-WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
-LETTER_OR_DIGIT = re.compile(r"[^\W_]", re.UNICODE)
+WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+SIMPLE_WORD = re.compile(r"\w+")
+LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 
 # Degenerate text: thresholds chosen so real clinical prose (dense with repeated terms such as
 # "pain" or "mg") passes, while a sentence looped a few times does not.
@@ -68,7 +70,7 @@ def placeholder_problem(text: str) -> str | None:
         return f"{shorten(text)!r} is a template slot, not content"
     if LOREM.search(text):
         return "is lorem ipsum filler"
-    words = WORD.findall(plain)
+    words = WORD.findall(plain) if len(plain) <= 60 else ()  # placeholders are short
     if words and all(word in PLACEHOLDER_WORDS for word in words):
         return f"{shorten(text)!r} is a placeholder, not content"
     return None
@@ -76,12 +78,14 @@ def placeholder_problem(text: str) -> str | None:
 
 def degenerate_problem(text: str) -> str | None:
     """Mostly symbols, a repeated n-gram loop, or too few distinct words for its length."""
+    if len(text) < 8:  # too short to loop or to be mostly symbols with letters in it
+        return None
     compact = "".join(text.split())
     if len(compact) >= 8:
-        share = len(LETTER_OR_DIGIT.findall(compact)) / len(compact)
+        share = len(NOT_LETTER_OR_DIGIT.sub("", compact)) / len(compact)
         if share < MIN_WORD_CHAR_SHARE:
             return f"is mostly symbols ({share:.0%} letters or digits)"
-    words = [word.lower() for word in WORD.findall(text)]
+    words = SIMPLE_WORD.findall(text.lower())
     loop = repeated_ngram(words)
     if loop is not None:
         gram, repeats = loop

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from rapidfuzz import fuzz
 
@@ -137,6 +137,7 @@ def code_titles(code: str) -> list[str]:
     return [text for size in sizes for text in table.get(plain[:size], ())]
 
 
+@lru_cache(maxsize=65536)
 def normalise(text: str) -> str:
     plain = text.lower().replace("'s", "").replace("-", " ")
     for pattern, replacement in SPELLING:
@@ -159,7 +160,7 @@ def stem(word: str) -> str:
     return word
 
 
-def same_word(word: str, others: set[str]) -> bool:
+def same_word(word: str, others: frozenset[str]) -> bool:
     """``word`` is in ``others``, or a spelling variant of one (never hypo- for hyper-)."""
     if word in others:
         return True
@@ -174,14 +175,23 @@ def same_word(word: str, others: set[str]) -> bool:
     )
 
 
+@lru_cache(maxsize=65536)
+def code_words(code: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The content words of a code's own title, and of all its titles (empty: not a code)."""
+    texts = code_titles(code) if is_icd10_code(code) else []
+    if not texts:
+        return frozenset(), frozenset()
+    own = frozenset(content_words(texts[0]))
+    return own, frozenset(word for text in texts for word in content_words(text))
+
+
 def match_score(diagnosis: str, code: str) -> float | None:
     """Share (0-1) of the diagnosis' content words found among the code's title words, 0 on a
     contradiction; None when the code has no title (not a code) or the diagnosis no words."""
-    texts = code_titles(code) if is_icd10_code(code.strip()) else []
+    own, vocabulary = code_words(code.strip())
     wanted = content_words(diagnosis)
-    if not texts or not wanted:
+    if not vocabulary or not wanted:
         return None
-    own = set(content_words(texts[0]))
     for one, other in OPPOSITES:
         for mine, theirs in ((one, other), (other, one)):
             if mine in wanted and theirs in own and mine not in own:
@@ -190,7 +200,6 @@ def match_score(diagnosis: str, code: str) -> float | None:
     own_numbers = {w for w in own if w.isdigit()}
     if numbers and own_numbers and not numbers & own_numbers:
         return 0.0
-    vocabulary = {word for text in texts for word in content_words(text)}
     found = sum(same_word(word, vocabulary) for word in wanted)
     return round(found / len(wanted), 4)
 
