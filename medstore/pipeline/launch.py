@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from medstore.llm import Backend, BackendOptions, make_backend
 from medstore.llm.prices import use_price_file
 from medstore.pipeline.budget import Estimate
+from medstore.pipeline.judge import make_judge
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import Runner, RunResult
 from medstore.warehouse.store import Warehouse, default_db_path
@@ -30,6 +31,7 @@ class RunPlan:
     teacher: Backend
     options: RunOptions
     source: str | None
+    judge: Backend | None = None
 
     def run_config(self) -> dict[str, Any]:
         """What ``run_started`` records: every option that shapes the run."""
@@ -54,7 +56,7 @@ def plan_run(
     if prices_path:
         use_price_file(prices_path)
     teacher = make_backend(backend_options)
-    plan = RunPlan(recipe, teacher, options, source)
+    plan = RunPlan(recipe, teacher, options, source, make_judge(options))
     config = {
         **plan.run_config(),
         "timeout": backend_options.timeout,
@@ -84,7 +86,7 @@ def execute(plan: RunPlan, db_path: str | None) -> tuple[RunResult, Runner]:
     created = not Path(path).exists()
     try:
         with Warehouse(path) as warehouse:
-            runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+            runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options, plan.judge)
             result = asyncio.run(runner.run(plan.source))
     except BaseException:
         if created:

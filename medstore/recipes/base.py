@@ -167,4 +167,10 @@ def gate_report(warehouse: Any, recipe: str, worst: int = 3) -> dict[str, Any]:
         }
         for row in warehouse.select("report_gate_worst", recipe=recipe, n=worst)
     ]
-    return {"gates": gates, "gate_worst_examples": examples}
+    judged = warehouse.select("report_judge_scores", recipe=recipe)
+    figures: dict[str, Any] = {"gates": gates, "gate_worst_examples": examples}
+    if judged:
+        figures["judge_scores"] = [
+            {"score": row["score"], "samples": row["n"], "passed": row["passed"]} for row in judged
+        ]
+    return figures

@@ -145,3 +145,15 @@ WHERE r.run_id = :run_id AND r.event_type = 'sample_rejected'
         AND v.recipe = r.recipe AND v.task_key = r.task_key
         AND json_array_length(v.payload_json, '$.gates') > 0
   );
+
+-- name: report_judge_scores
+-- The judge's overall scores (medstore/pipeline/judge.py): how many candidates got each, and
+-- how many of those passed --min-judge-score.
+SELECT
+    json_extract(payload_json, '$.metrics.judge_score') AS score,
+    count(*) AS n,
+    sum(json_extract(payload_json, '$.passed')) AS passed
+FROM events
+WHERE event_type = 'validation_verdict' AND recipe = :recipe AND stage = 'judge_score'
+GROUP BY 1
+ORDER BY 1;
