@@ -69,6 +69,8 @@ DIALOGUE = {
         {"speaker": "patient", "text": "Down my left arm, and I feel sweaty."},
         {"speaker": "doctor", "text": "We will do an ECG and blood tests right away."},
         {"speaker": "patient", "text": "Is it my heart?"},
+        {"speaker": "doctor", "text": "It may be, so we treat it as your heart until we know."},
+        {"speaker": "patient", "text": "Should I take anything now?"},
     ]
 }
 

@@ -57,6 +57,13 @@ def conversation(text: str) -> dict[str, Any]:
         ),
         (
             "doctor",
+            middle,
+            "hospital_course",
+            "That is good to hear; we will keep checking on you every morning.",
+            [],
+        ),
+        (
+            "doctor",
             last,
             "discharge",
             f"You can go home today; keep taking {bits['drug'] or 'your medicines'} as listed.",

@@ -44,7 +44,7 @@ def test_samples_lists_ids_and_summaries(db) -> None:
         "sample", "recipe", "label", "review", "gate", "summary"
     ]  # fmt: skip
     assert len(lines) == 2 + 5
-    assert "cardiology · 6 turns · patient: A pressing pain in my chest" in result.output
+    assert "cardiology · 8 turns · patient: A pressing pain in my chest" in result.output
     listed = samples_json(db)
     assert {row["review_state"] for row in listed} == {"unreviewed"}
     assert all(row["sample_id"].startswith("s-") and row["summary"] for row in listed)

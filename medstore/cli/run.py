@@ -268,6 +268,7 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
             f"ray: {len(runner.shard_runs)} shard runs merged; workers lost (their shards"
             f" resumed): {runner.lost_workers}; shard logs in {runner.warehouse.path}.shards/"
         )
+    lines += gate_lines(result, runner)
     if result.status == "budget_exhausted":
         lines.append(
             f"stopped before passing --max-cost ${options.max_cost:g}; unfinished tasks are"
@@ -306,6 +307,34 @@ def scan_after_run(recipe: Any, db_path: str) -> str:
     except (EvalSetError, SourceError, WarehouseError) as exc:
         return f"quality scan skipped: {exc}"
     return scan.summary() if scan is not None else "quality scan: the dataset is unchanged"
+
+
+def gate_lines(result: Any, runner: Any, top: int = 3) -> list[str]:
+    """How many of the run's tasks passed the content gates, and the top reasons the others
+    did not (a newcomer's explanation of a low count)."""
+    counts = result.counts
+    finished = counts["accepted"] + counts["rejected"]
+    if not finished:
+        return []
+    from medstore.warehouse.store import Warehouse
+
+    with Warehouse(runner.warehouse.path, readonly=True) as warehouse:  # the run's is closed
+        failures = warehouse.select("run_gate_failures", run_id=result.run_id, n=top)
+        rejected = warehouse.select_value("run_rejected_by_gates", run_id=result.run_id)
+    line = f"content gates: {counts['accepted']} of {finished} tasks passed every check"
+    if rejected:
+        line += f"; {rejected} rejected by the gates"
+    lines = [line]
+    if failures:
+        reasons = "; ".join(
+            f"{row['stage']} {row['gate']} ({row['tasks']} task{'s' if row['tasks'] != 1 else ''})"
+            for row in failures
+        )
+        lines.append(f"top gate failures: {reasons}; e.g. {failures[0]['example'][:160]}")
+        lines.append(
+            f"details: python cli.py report --recipe {runner.recipe.name} (gates, worst examples)"
+        )
+    return lines
 
 
 def render_estimate(estimate: dict[str, Any], plan: Any) -> str:

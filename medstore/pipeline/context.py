@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from medstore.checks.gates import gate_records
 from medstore.checks.parsing import ParseError, extract_json, validate_model
-from medstore.llm import BackendError, Completion, GenerationParams
+from medstore.llm import Backend, BackendError, Completion, GenerationParams
 from medstore.llm.prices import cost_usd
 from medstore.llm.structured import DIALECTS, StructuredOutputRefused
 from medstore.pipeline.prompts import load_template
@@ -88,12 +89,18 @@ class TaskContext:
             await asyncio.wrap_future(futures[-1])
 
     async def generate(
-        self, stage: Stage, variables: dict[str, Any], *, max_tokens: int | None = None
+        self,
+        stage: Stage,
+        variables: dict[str, Any],
+        *,
+        max_tokens: int | None = None,
+        backend: Backend | None = None,
     ) -> Any:
         """Run one stage: prompt → call → parse → validate, repairing with the errors quoted.
 
         Returns the validated output (a pydantic model for schema stages, else the text), or
-        raises StageRejected once the repairs are used up.
+        raises StageRejected once the repairs are used up. ``backend``: another model than the
+        run's teacher (the judge), with the same events, cache and retries.
         """
         messages = stage.template.render(variables)
         params = GenerationParams(
@@ -103,7 +110,7 @@ class TaskContext:
         )
         errors: list[str] = []
         for attempt in range(stage.max_repairs + 1):
-            text = await self.call(stage, messages, params, attempt)
+            text = await self.call(stage, messages, params, attempt, backend)
             value, errors = self.check(stage, text, variables, attempt)
             if not errors:
                 return value
@@ -143,6 +150,7 @@ class TaskContext:
             ValidationVerdict(
                 passed=not errors,
                 errors=errors,
+                gates=gate_records(errors),
                 validator_version=self.runner.validator_version,
             ),
             stage=stage.name,
@@ -151,7 +159,12 @@ class TaskContext:
         return value, errors
 
     async def call(
-        self, stage: Stage, messages: list[dict[str, str]], params: GenerationParams, attempt: int
+        self,
+        stage: Stage,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        attempt: int,
+        backend: Backend | None = None,
     ) -> str:
         """One LLM call with cache, retries and events; returns the raw output text.
 
@@ -159,11 +172,11 @@ class TaskContext:
         refuses that dialect and the backend moves to another one (``auto``), the call is sent
         again in it, as a new request: each request event records what was actually sent.
         """
-        backend = self.runner.backend
+        backend = backend or self.runner.backend
         for _ in DIALECTS:  # each refusal moves to another dialect, or fails
             try:
                 sent = backend.structured_request(messages, params, stage.json_schema())
-                return await self.call_once(stage, *sent, attempt)
+                return await self.call_once(stage, *sent, attempt, backend)
             except StructuredOutputRefused as refused:
                 if not await backend.structured_output_refused(refused):
                     raise TaskFailedError(refused.kind, f"{stage.name}: {refused}") from refused
@@ -176,14 +189,18 @@ class TaskContext:
         params: GenerationParams,
         schema: dict[str, Any] | None,
         attempt: int,
+        backend: Backend | None = None,
     ) -> str:
         """Record the request, replay it from the log or send it, record the response."""
-        request = self.record_request(stage, messages, params, schema, attempt)
+        backend = backend or self.runner.backend
+        request = self.record_request(stage, messages, params, schema, attempt, backend)
         request_hash = request.payload["request_hash"]
         replayed = self.replay(request_hash, request, stage.name, attempt)
         if replayed is not None:
             return replayed
-        completion = await self.send(messages, params, schema, request, stage.name, attempt)
+        completion = await self.send(
+            messages, params, schema, request, stage.name, attempt, backend
+        )
         self.record_response(completion, request_hash, request, stage.name, attempt)
         return completion.text
 
@@ -194,10 +211,11 @@ class TaskContext:
         params: GenerationParams,
         schema: dict[str, Any] | None,
         attempt: int,
+        backend: Backend | None = None,
     ) -> EventRecord:
         """The request event; its hash (backend identity, messages, parameters with the
         structured-output dialect, the schema sent) is the cache key."""
-        backend = self.runner.backend
+        backend = backend or self.runner.backend
         request_hash = json_hash(
             {
                 **backend.identity(),
@@ -256,6 +274,7 @@ class TaskContext:
         request: EventRecord,
         stage: str,
         attempt: int,
+        backend: Backend | None = None,
     ) -> Completion:
         """Send under the rate limits and the budget, retrying transient errors; each error is
         an event. Raises TaskFailedError once the retries are used up."""
@@ -272,7 +291,7 @@ class TaskContext:
                 with try_state:
                     retry_number = try_state.retry_state.attempt_number - 1
                     try:
-                        return await self.send_once(messages, params, schema)
+                        return await self.send_once(messages, params, schema, backend)
                     except BackendError as exc:
                         self.emit(
                             LLMError(
@@ -299,18 +318,21 @@ class TaskContext:
         messages: list[dict[str, str]],
         params: GenerationParams,
         schema: dict[str, Any] | None,
+        backend: Backend | None = None,
     ) -> Completion:
         """One send: hold the worst-case cost and a rate-limit slot, call, settle both. The
         latency is the time on the wire (the backend's ``wire_ms`` when it measures it, else
-        from the send on); the wait for a slot is ``queue_ms``."""
+        from the send on); the wait for a slot is ``queue_ms``. The cost is the backend's own
+        model price (the judge's for the judge)."""
         runner = self.runner
+        backend = backend or runner.backend
         queued = time.perf_counter()
         tokens = request_tokens(messages, params.max_tokens)
         reservation = await runner.reserve(messages, params.max_tokens)
         await runner.limiter.acquire(tokens)
         started = time.perf_counter()
         try:
-            completion = await runner.backend.complete(messages, params, schema)
+            completion = await backend.complete(messages, params, schema)
         except BaseException as exc:
             runner.limiter.release(
                 tokens,
@@ -321,7 +343,7 @@ class TaskContext:
             runner.settle(reservation, None)
             raise
         runner.limiter.release(tokens)
-        cost = cost_usd(runner.backend.model, completion.input_tokens, completion.output_tokens)
+        cost = cost_usd(backend.model, completion.input_tokens, completion.output_tokens)
         if cost is not None:
             cost = round(cost * runner.price_factor, 8)
         runner.settle(reservation, cost)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from medstore.llm import Backend, BackendOptions, make_backend
 from medstore.llm.prices import use_price_file
 from medstore.pipeline.budget import Estimate
+from medstore.pipeline.judge import make_judge
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import Runner, RunResult
 from medstore.warehouse.store import Warehouse, default_db_path
@@ -32,6 +33,7 @@ class RunPlan:
     options: RunOptions
     source: str | None
     backend_options: BackendOptions | None = None  # what a worker on another machine rebuilds
+    judge: Backend | None = None
 
     def run_config(self) -> dict[str, Any]:
         """What ``run_started`` records: every option that shapes the run."""
@@ -56,7 +58,7 @@ def plan_run(
     if prices_path:
         use_price_file(prices_path)
     teacher = make_backend(backend_options)
-    plan = RunPlan(recipe, teacher, options, source, backend_options)
+    plan = RunPlan(recipe, teacher, options, source, backend_options, make_judge(options))
     config = {
         **plan.run_config(),
         "timeout": backend_options.timeout,
@@ -94,7 +96,7 @@ def execute(
 
             return execute_on_ray(plan, path, say)
         with Warehouse(path) as warehouse:
-            runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+            runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options, plan.judge)
             result = asyncio.run(runner.run(plan.source))
     except BaseException:
         if created and Path(path).exists():

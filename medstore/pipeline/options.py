@@ -106,6 +106,23 @@ class RunOptions(BaseModel):
         description="First judge the finished tasks judged under other validators or options "
         "again from their recorded outputs, with no call (as `cli.py revalidate`).",
     )
+    # The optional judge (medstore/pipeline/judge.py): a second model scores every candidate.
+    judge_backend: str | None = Field(
+        None, description="Judge backend (as --backend); any --judge-* option turns judging on."
+    )
+    judge_base_url: str | None = Field(None, description="The judge's server URL.")
+    judge_model: str | None = Field(
+        None, description="The judge's model (a different model than the teacher is best)."
+    )
+    judge_api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the judge's API key."
+    )
+    min_judge_score: float | None = Field(
+        None,
+        ge=1,
+        le=5,
+        description="Reject a sample the judge scores below this (1-5) [default: record only].",
+    )
     # The window --rpm/--tpm count over (shorter in tests).
     rate_window_s: float = Field(60.0, gt=0, json_schema_extra=NOT_ON_CLI)
     # What run_started records as the run's configuration.

@@ -19,6 +19,7 @@ from typing import Any
 from medstore.llm import BackendOptions, make_backend
 from medstore.llm.prices import use_prices
 from medstore.pipeline.budget import Budget
+from medstore.pipeline.judge import make_judge
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import Runner
 from medstore.pipeline.shared_limits import RemoteBudget, RemoteLimiter
@@ -86,6 +87,7 @@ def run_one_shard(spec: ShardSpec, limits: Any) -> dict[str, Any]:
             recipe,
             backend,
             options,
+            make_judge(options),
             limiter=RemoteLimiter(limits, spec.holder),
             budget=budget,
         )

@@ -24,6 +24,7 @@ from medstore.llm import Backend
 from medstore.pipeline.budget import Budget, BudgetExhausted, Estimate, Reservation, estimate_run
 from medstore.pipeline.context import TaskContext, TaskFailedError
 from medstore.pipeline.data_use import DataUseRefused
+from medstore.pipeline.judge import judge_sample
 from medstore.pipeline.limits import SendLimiter, SpendCap
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.progress import RunProgress
@@ -76,6 +77,7 @@ class Runner:
         recipe: Recipe,
         backend: Backend,
         options: RunOptions | None = None,
+        judge: Backend | None = None,
         *,
         limiter: SendLimiter | None = None,
         budget: SpendCap | None = None,
@@ -85,6 +87,7 @@ class Runner:
         self.warehouse = warehouse
         self.recipe = recipe
         self.backend = backend
+        self.judge = judge  # the optional judge stage's backend (medstore/pipeline/judge.py)
         self.options = options or RunOptions()
         self.run_id = uuid7()
         self.counts: Counter = Counter()
@@ -111,7 +114,9 @@ class Runner:
         self.source_items: list[Task | Skip] | None = None
         self._progress: RunProgress | None = None
         # API keys: scrubbed from every event of the run (a server may echo them back).
-        self.secrets: tuple[str, ...] = tuple(s for s in backend.secrets if len(s) >= 8)
+        self.secrets: tuple[str, ...] = tuple(
+            s for b in (backend, judge) if b is not None for s in b.secrets if len(s) >= 8
+        )
         self._workers: list[asyncio.Task] = []
         self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
         self._lost: set[str] = set()
@@ -167,8 +172,12 @@ class Runner:
         if todo:  # a finished run needs no server
             try:
                 await self.backend.preflight()
+                if self.judge is not None:
+                    await self.judge.preflight()
             except BaseException:
                 await self.backend.aclose()  # no "Unclosed client session" after the error
+                if self.judge is not None:
+                    await self.judge.aclose()
                 raise
         self.writer = self.warehouse.writer()
         self.record_start(tasks, skips, todo)
@@ -231,16 +240,19 @@ class Runner:
         if finished.exception() is None and status != "failed":
             log.info("run %s %s", self.run_id, status)
         await self.backend.aclose()
+        if self.judge is not None:
+            await self.judge.aclose()
 
     def check_data_use(self) -> None:
         """A credentialed source goes only where the data-use guard allows: decided before any
         call (preflight included) and logged either way."""
-        decision = self.recipe.data_use_decision(self.backend)
-        if decision is None:
-            return
-        self.warehouse.append([(decision, Envelope(self.run_id, self.recipe.name))])
-        if not decision.allowed:
-            raise DataUseRefused(decision.message)
+        for backend in (self.backend, self.judge):
+            decision = self.recipe.data_use_decision(backend) if backend is not None else None
+            if decision is None:
+                continue
+            self.warehouse.append([(decision, Envelope(self.run_id, self.recipe.name))])
+            if not decision.allowed:
+                raise DataUseRefused(decision.message)
 
     async def _run_all(self, todo: list[Task]) -> None:
         """Run every task this run can claim; wait for the ones other runs hold (they finish
@@ -355,6 +367,8 @@ class Runner:
         ctx.emit(TaskStarted(source_id=task.source_id, source_record=canonical_json(task.record)))
         try:
             sample = await self.recipe.run(task, ctx)
+            if self.judge is not None:
+                await judge_sample(ctx, self.judge, sample, self.options.min_judge_score)
         except StageRejected as rejected:
             fallback = canonical_json(rejected.fallback) if rejected.fallback is not None else None
             ctx.emit(

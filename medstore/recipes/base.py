@@ -157,6 +157,7 @@ def generic_report(warehouse: Any, recipe: str) -> dict[str, Any]:
         "labels": {row["label"]: row["n"] for row in labels},
         "rejection_reasons": {row["reason"]: row["n"] for row in reasons},
         "quality": quality_figures(warehouse, recipe),
+        **gate_report(warehouse, recipe),
     }
 
 
@@ -177,3 +178,34 @@ def quality_figures(warehouse: Any, recipe: str) -> dict[str, Any]:
         "contamination_hits": warehouse.select("quality_report_hits", recipe=recipe, limit=10),
         "notes": payload.get("notes", []),
     }
+
+
+def gate_report(warehouse: Any, recipe: str, worst: int = 3) -> dict[str, Any]:
+    """Acceptance by content gate (share of tasks that never failed it) and each gate's worst
+    examples (the tasks that failed it most often)."""
+    gates = [
+        {
+            "gate": row["gate"],
+            "passed": f"{1 - row['tasks_failed'] / row['tasks']:.0%}" if row["tasks"] else "-",
+            "tasks_failed": row["tasks_failed"],
+            "rejected": row["rejected"],
+            "repaired": row["repaired"],
+        }
+        for row in warehouse.select("report_gates", recipe=recipe)
+    ]
+    examples = [
+        {
+            "gate": row["gate"],
+            "task": row["task_key"],
+            "failures": row["failures"],
+            "example": row["example"][:100],
+        }
+        for row in warehouse.select("report_gate_worst", recipe=recipe, n=worst)
+    ]
+    judged = warehouse.select("report_judge_scores", recipe=recipe)
+    figures: dict[str, Any] = {"gates": gates, "gate_worst_examples": examples}
+    if judged:
+        figures["judge_scores"] = [
+            {"score": row["score"], "samples": row["n"], "passed": row["passed"]} for row in judged
+        ]
+    return figures

@@ -13,7 +13,9 @@ from typing import Any, ClassVar, Literal
 import orjson
 from pydantic import BaseModel, Field
 
+from medstore.checks.gates import GateSpec, TurnRule, content_gates
 from medstore.checks.icd10 import is_icd10_code, known_codes
+from medstore.checks.schema_gates import vital_sign
 from medstore.recipes.base import Recipe, Stage, Task
 from medstore.recipes.features import model_spec
 from medstore.resources import resource_dir
@@ -29,11 +31,16 @@ ICD10_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$"
 
 
 class VitalSigns(BaseModel):
-    heart_rate: str
-    blood_pressure: str
-    respiratory_rate: str
-    temperature: str
-    oxygen_saturation: str
+    heart_rate: str = Field(json_schema_extra=vital_sign("heart_rate"))
+    blood_pressure: str = Field(json_schema_extra=vital_sign("blood_pressure"))
+    respiratory_rate: str = Field(json_schema_extra=vital_sign("respiratory_rate"))
+    temperature: str = Field(json_schema_extra=vital_sign("temperature"))
+    oxygen_saturation: str = Field(json_schema_extra=vital_sign("oxygen_saturation"))
+
+
+# Lists the prompt wants filled: the schema (the grammar) asks for an item, the `empty_list`
+# gate checks it (so a rejection names the gate, not the schema).
+REQUIRED = {"minItems": 1}
 
 
 class PatientProfile(BaseModel):
@@ -41,7 +48,7 @@ class PatientProfile(BaseModel):
     age: int = Field(ge=0, le=120)
     sex: Literal["male", "female"]
     chief_complaint: str = Field(min_length=3)
-    symptoms: list[str] = Field(min_length=1)
+    symptoms: list[str] = Field(json_schema_extra=REQUIRED)
     past_medical_history: list[str]
     medications: list[str]
     allergies: list[str]
@@ -56,7 +63,8 @@ class Turn(BaseModel):
 
 
 class Dialogue(BaseModel):
-    turns: list[Turn] = Field(min_length=4)
+    # The prompt asks for 8 to 14 turns: the grammar bounds them, the `turn_count` gate checks.
+    turns: list[Turn] = Field(min_length=4, json_schema_extra={"minItems": 8, "maxItems": 14})
 
 
 class Diagnosis(BaseModel):
@@ -68,15 +76,15 @@ class Diagnosis(BaseModel):
 
 class RiskAssessment(BaseModel):
     level: Literal["low", "moderate", "high", "critical"]
-    factors: list[str] = Field(min_length=1)
+    factors: list[str] = Field(json_schema_extra=REQUIRED)
 
 
 class ExpertOutput(BaseModel):
-    differential_diagnosis: list[Diagnosis] = Field(min_length=1, max_length=6)
+    differential_diagnosis: list[Diagnosis] = Field(max_length=6, json_schema_extra=REQUIRED)
     risk_assessment: RiskAssessment
-    investigations: list[str] = Field(min_length=1)
-    treatment_plan: list[str] = Field(min_length=1)
-    red_flags: list[str]
+    investigations: list[str] = Field(json_schema_extra=REQUIRED)
+    treatment_plan: list[str] = Field(json_schema_extra=REQUIRED)
+    red_flags: list[str] = Field(json_schema_extra=REQUIRED)
 
 
 def profile_matches_scenario(profile: PatientProfile, variables: dict[str, Any]) -> list[str]:
@@ -107,6 +115,26 @@ def icd10_codes_exist(output: ExpertOutput, variables: dict[str, Any]) -> list[s
     ]
 
 
+# The content gates of each stage (medstore.checks.gates); the dialogue's bounds are the prompt's.
+PROFILE_GATES = GateSpec(required_lists=frozenset({"symptoms"}), vitals="vital_signs")
+TURNS = TurnRule("turns", 8, 14, alternate=("doctor", "patient"), first="doctor")
+DIALOGUE_GATES = GateSpec(turns=TURNS)
+EXPERT_GATES = GateSpec(
+    required_lists=frozenset(
+        {
+            "differential_diagnosis",
+            "risk_assessment.factors",
+            "investigations",
+            "treatment_plan",
+            "red_flags",
+        }
+    ),
+    unique_by={"differential_diagnosis": ("condition", "icd10_code")},
+    icd=("differential_diagnosis", "condition", "icd10_code"),
+)
+TEXT_GATES = GateSpec()
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON for a chat turn (orjson: export builds 100,000 of these in seconds)."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
@@ -126,7 +154,7 @@ class ConsultRecipe(Recipe):
             0.70,
             PatientProfile,
             500,
-            validators=(profile_matches_scenario,),
+            validators=(profile_matches_scenario, content_gates(PROFILE_GATES)),
         ),
         Stage(
             "dialogue",
@@ -134,7 +162,7 @@ class ConsultRecipe(Recipe):
             0.55,
             Dialogue,
             900,
-            validators=(dialogue_has_both_speakers,),
+            validators=(dialogue_has_both_speakers, content_gates(DIALOGUE_GATES)),
         ),
         Stage(
             "reasoning",
@@ -142,9 +170,16 @@ class ConsultRecipe(Recipe):
             0.50,
             None,
             700,
-            validators=(reasoning_is_substantial,),
+            validators=(reasoning_is_substantial, content_gates(TEXT_GATES)),
         ),
-        Stage("expert", "consult/expert", 0.30, ExpertOutput, 800, validators=(icd10_codes_exist,)),
+        Stage(
+            "expert",
+            "consult/expert",
+            0.30,
+            ExpertOutput,
+            800,
+            validators=(icd10_codes_exist, content_gates(EXPERT_GATES)),
+        ),
     )
 
     def default_source(self) -> str:

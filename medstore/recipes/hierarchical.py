@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from medstore.checks.gates import GateSpec, content_gates
 from medstore.checks.structure import MIN_PRESERVATION, check_structure, strip_fence
 from medstore.recipes.base import (
     Recipe,
@@ -109,7 +110,7 @@ class HierarchicalRecipe(Recipe):
             0.30,
             None,
             1200,
-            validators=(structure_is_valid,),
+            validators=(structure_is_valid, content_gates(GateSpec(list_lines=True))),
             max_repairs=2,
         ),
     )

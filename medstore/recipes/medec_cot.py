@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from medstore.checks.entities import changed_terms, mentions_any, sentence_similarity
+from medstore.checks.gates import GateSpec, content_gates
 from medstore.checks.parsing import ParseError, extract_json
 from medstore.recipes.base import Recipe, Skip, Stage, Task
 from medstore.sources.medec import MedecNote, MedecPair, default_medec_path, read_medec
@@ -113,6 +114,11 @@ def names_injected_error(text: str, variables: dict[str, Any]) -> list[str]:
     return [f"say what was injected: the reasoning must name {', '.join(injected[:4])}"]
 
 
+# The content gates (medstore.checks.gates): a CORRECT verdict leaves the sentence fields blank.
+CRITIC_GATES = GateSpec(optional_text=frozenset({"error_sentence", "correction"}))
+TEXT_GATES = GateSpec()
+
+
 def as_trace(text: str) -> str:
     return f"<reasoning>\n{TAGS.sub('', text).strip()}\n</reasoning>"
 
@@ -133,7 +139,11 @@ class MedecCotRecipe(Recipe):
             0.30,
             CriticOutput,
             1200,
-            validators=(critic_matches_truth, critic_reasoning_is_sound),
+            validators=(
+                critic_matches_truth,
+                critic_reasoning_is_sound,
+                content_gates(CRITIC_GATES),
+            ),
         ),
         Stage(
             "generator_correct",
@@ -141,7 +151,7 @@ class MedecCotRecipe(Recipe):
             0.50,
             None,
             900,
-            validators=(generator_reasoning_is_sound,),
+            validators=(generator_reasoning_is_sound, content_gates(TEXT_GATES)),
         ),
         Stage(
             "generator_error",
@@ -149,7 +159,11 @@ class MedecCotRecipe(Recipe):
             0.50,
             None,
             900,
-            validators=(generator_reasoning_is_sound, names_injected_error),
+            validators=(
+                generator_reasoning_is_sound,
+                names_injected_error,
+                content_gates(TEXT_GATES),
+            ),
         ),
     )
 

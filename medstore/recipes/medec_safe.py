@@ -32,6 +32,7 @@ from medstore.checks.entities import (
     extract_entities,
     mentions_any,
 )
+from medstore.checks.gates import GateSpec, content_gates
 from medstore.recipes.base import Recipe, RecipeOptions, Skip, Stage, Task
 from medstore.recipes.features import model_spec
 from medstore.sources.medec import (
@@ -158,7 +159,7 @@ class MedecSafeRecipe(Recipe):
             0.70,
             None,
             1500,
-            validators=(paraphrase_is_faithful,),
+            validators=(paraphrase_is_faithful, content_gates(GateSpec())),
         ),
         Stage(
             "reasoning",
@@ -166,7 +167,10 @@ class MedecSafeRecipe(Recipe):
             0.30,
             ErrorReasoning,
             700,
-            validators=(reasoning_names_correction,),
+            validators=(
+                reasoning_names_correction,
+                content_gates(GateSpec(required_lists=frozenset({"key_clues"}))),
+            ),
         ),
     )
     Options = MedecSafeOptions

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from medstore.checks.gates import GateSpec, TurnRule, content_gates
 from medstore.recipes.base import CredentialedOptions, Recipe, Skip, SourceError, Stage, Task
 from medstore.recipes.features import model_spec
 from medstore.sources.mimic import MIMIC_DIR_ENV
@@ -46,7 +47,12 @@ class Turn(BaseModel):
 
 
 class Conversation(BaseModel):
-    turns: list[Turn] = Field(min_length=6)
+    # The prompt asks for 8 to 30 turns: the grammar bounds them, the `turn_count` gate checks.
+    turns: list[Turn] = Field(min_length=6, json_schema_extra={"minItems": 8, "maxItems": 30})
+
+
+# The content gates (medstore.checks.gates): 8 to 30 turns, as the prompt asks; any speaker order.
+CONVERSATION_GATES = GateSpec(turns=TurnRule("turns", min_turns=8, max_turns=30))
 
 
 def chronology(conversation: Conversation, variables: dict[str, Any]) -> list[str]:
@@ -145,7 +151,7 @@ class MimicDialogueRecipe(Recipe):
             0.4,
             Conversation,
             3000,
-            validators=(chronology, speakers, cited_facts_exist),
+            validators=(chronology, speakers, cited_facts_exist, content_gates(CONVERSATION_GATES)),
             max_repairs=2,
         ),
     )

@@ -140,6 +140,8 @@ class ValidationVerdict(Event):
     metrics: dict[str, Any] = {}
     # The validator set that judged (medstore/pipeline/validator_version.py); None before it.
     validator_version: str | None = None
+    # The content gates that failed (medstore.checks.gates): {"gate", "field", "error"} each.
+    gates: list[dict[str, str]] = []
 
 
 class RepairRequested(Event):

@@ -28,6 +28,10 @@ def warehouse_status(warehouse: Warehouse, recent_runs: int = 10) -> dict[str, A
         recipes.setdefault(row["recipe"], {"tasks": {}}).setdefault("source_skipped", {})[
             row["reason"]
         ] = row["n"]
+    for row in warehouse.select("status_gate_rejections"):
+        recipes.setdefault(row["recipe"], {"tasks": {}}).setdefault("rejected_by_gate", {})[
+            row["gate"]
+        ] = row["n"]
     runs = warehouse.select("status_recent_runs", limit=recent_runs)
     for run in runs:
         run["failures_by_reason"] = json.loads(run.pop("failures_by_reason_json") or "{}")
@@ -66,6 +70,14 @@ def render_status(status: dict[str, Any]) -> str:
     if reasons:
         lines += ["", "why tasks were rejected or failed:"]
         lines.append(render_table(reasons, ("recipe", "tasks", "reason")))
+    gates = [
+        {"recipe": recipe, "tasks": n, "gate": gate}
+        for recipe, info in status["recipes"].items()
+        for gate, n in info.get("rejected_by_gate", {}).items()
+    ]
+    if gates:
+        lines += ["", "content gates the rejected tasks failed (report --recipe R: which tasks):"]
+        lines.append(render_table(gates, ("recipe", "tasks", "gate")))
     if status["recent_runs"]:
         runs = [
             run

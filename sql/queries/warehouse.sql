@@ -89,6 +89,17 @@ WHERE e.event_type = 'source_skipped' AND e.run_id = (
     ORDER BY r.id DESC LIMIT 1)
 GROUP BY 1, 2;
 
+-- name: status_gate_rejections
+-- Rejected tasks per recipe and content gate they failed (medstore/checks/gates.py).
+SELECT t.recipe, json_extract(g.value, '$.gate') AS gate, count(DISTINCT t.task_key) AS n
+FROM task_state t
+JOIN events e
+    ON e.recipe = t.recipe AND e.task_key = t.task_key AND e.event_type = 'validation_verdict'
+, json_each(e.payload_json, '$.gates') g
+WHERE t.state = 'rejected'
+GROUP BY 1, 2
+ORDER BY n DESC, 1, 2;
+
 -- name: status_recent_runs
 SELECT * FROM run_summary ORDER BY started_utc DESC LIMIT :limit;
 

@@ -1,0 +1,127 @@
+"""Text that is not content: blanks, placeholders, symbol soup and looping generations.
+
+Pure functions of one string, no I/O: the content gates (``medstore.checks.gates``), the JSON
+schema patterns the local grammar enforces, and the benchmark share them. Each ``*_problem``
+function returns None for acceptable text, else a short reason a repair prompt can quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+# Strings a model writes when it has nothing to say, or copies from a schema or template.
+PLACEHOLDER_PHRASES = frozenset(
+    (
+        "same as above",
+        "see above",
+        "your text here",
+        "insert text here",
+        "text here",
+        "description here",
+        "to be determined",
+        "not applicable",
+        "not available",
+        "fill in",
+    )
+)
+PLACEHOLDER_TEXT = (
+    "n/a na n.a none null nil undefined unknown tbd todo tba string str text value values "
+    "example sample placeholder xxx xx x y z lorem ipsum etc object array number integer "
+    "boolean true false item items foo bar baz abc test"
+)
+PLACEHOLDER_WORDS = frozenset(PLACEHOLDER_TEXT.split())
+LOREM = re.compile(r"\blorem\s+ipsum\b|\bdolor\s+sit\s+amet\b", re.IGNORECASE)
+TEMPLATE_SLOT = re.compile(r"^\s*(?:<[^<>]{1,40}>|\{\{?[^{}]{0,40}\}?\}|\[[^\[\]]{0,40}\])\s*$")
+WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+SIMPLE_WORD = re.compile(r"\w+")
+LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+
+# Degenerate text: thresholds chosen so real clinical prose (dense with repeated terms such as
+# "pain" or "mg") passes, while a sentence looped a few times does not.
+LOOP_NGRAM = 4  # a 4-gram seen this often ...
+LOOP_MIN_REPEATS = 4  # ... at least this many times, covering ...
+LOOP_MIN_COVER = 0.4  # ... this share of the words, is a loop
+MIN_DISTINCT_RATIO = 0.3  # distinct words / words, for texts of at least DISTINCT_MIN_WORDS
+DISTINCT_MIN_WORDS = 30
+MIN_WORD_CHAR_SHARE = 0.5  # letters and digits / non-space characters
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.strip().lower().split())
+
+
+def blank_problem(text: str) -> str | None:
+    """Empty, whitespace only, or punctuation and symbols only (``"]]"``, ``"}"``, ``"..."``)."""
+    if not text.strip():
+        return "is blank"
+    if not LETTER_OR_DIGIT.search(text):
+        return f"{shorten(text)!r} is only punctuation or symbols"
+    return None
+
+
+def placeholder_problem(text: str) -> str | None:
+    """A placeholder instead of content: ``N/A``, ``string``, ``<text>``, lorem ipsum, ..."""
+    plain = normalise(text).strip(" .:;,!\"'`")
+    if plain in PLACEHOLDER_PHRASES or plain in PLACEHOLDER_WORDS:
+        return f"{shorten(text)!r} is a placeholder, not content"
+    if TEMPLATE_SLOT.match(text):
+        return f"{shorten(text)!r} is a template slot, not content"
+    if LOREM.search(text):
+        return "is lorem ipsum filler"
+    words = WORD.findall(plain) if len(plain) <= 60 else ()  # placeholders are short
+    if words and all(word in PLACEHOLDER_WORDS for word in words):
+        return f"{shorten(text)!r} is a placeholder, not content"
+    return None
+
+
+def degenerate_problem(text: str) -> str | None:
+    """Mostly symbols, a repeated n-gram loop, or too few distinct words for its length."""
+    if len(text) < 8:  # too short to loop or to be mostly symbols with letters in it
+        return None
+    compact = "".join(text.split())
+    if len(compact) >= 8:
+        share = len(NOT_LETTER_OR_DIGIT.sub("", compact)) / len(compact)
+        if share < MIN_WORD_CHAR_SHARE:
+            return f"is mostly symbols ({share:.0%} letters or digits)"
+    words = SIMPLE_WORD.findall(text.lower())
+    loop = repeated_ngram(words)
+    if loop is not None:
+        gram, repeats = loop
+        return f"loops: {' '.join(gram)!r} repeats {repeats} times"
+    if len(words) >= DISTINCT_MIN_WORDS:
+        ratio = len(set(words)) / len(words)
+        if ratio < MIN_DISTINCT_RATIO:
+            return f"repeats itself: {ratio:.0%} distinct words (at least {MIN_DISTINCT_RATIO:.0%})"
+    return None
+
+
+def repeated_ngram(words: list[str], n: int = LOOP_NGRAM) -> tuple[tuple[str, ...], int] | None:
+    """The most repeated n-gram when it repeats ``LOOP_MIN_REPEATS`` times and its repeats
+    cover ``LOOP_MIN_COVER`` of the text; else None."""
+    if len(words) < n * LOOP_MIN_REPEATS:
+        return None
+    counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+    gram, repeats = counts.most_common(1)[0]
+    if repeats >= LOOP_MIN_REPEATS and repeats * n / len(words) >= LOOP_MIN_COVER:
+        return gram, repeats
+    return None
+
+
+def text_problem(text: str) -> tuple[str, str] | None:
+    """The first (gate, reason) that ``text`` fails, in the order blank, placeholder,
+    degenerate; None when it passes all three."""
+    for gate, check in (
+        ("blank", blank_problem),
+        ("placeholder", placeholder_problem),
+        ("degenerate", degenerate_problem),
+    ):
+        reason = check(text)
+        if reason is not None:
+            return gate, reason
+    return None
+
+
+def shorten(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
