@@ -136,7 +136,7 @@ class Runner:
             tasks = tasks[: self.options.limit]
         if self.options.shard is not None:  # after --limit: shards of one run partition its tasks
             tasks = [task for task in tasks if self.options.shard.owns(task.key)]
-        finished = self.warehouse.finished_tasks(self.recipe.name)
+        finished = self.warehouse.finished_tasks(self.recipe.name, (task.key for task in tasks))
         todo = [task for task in tasks if task.key not in finished]
         return tasks, skips, todo
 

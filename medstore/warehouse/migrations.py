@@ -280,3 +280,36 @@ def m007_chain_signature(conn: sqlite3.Connection) -> None:
     """An HMAC of the chain head (medstore/warehouse/chain.py): with $MEDSTORE_CHAIN_KEY set,
     a history rewritten and re-hashed by someone without the key no longer verifies."""
     conn.execute("ALTER TABLE chain_head ADD COLUMN signature TEXT")
+
+
+@migration
+def m008_task_heads(conn: sqlite3.Connection) -> None:
+    """A derived table of each task's latest deciding event, read by `task_state`, resume and
+    `status`.
+
+    At 10M events (~900,000 tasks) `task_state` computed a max(id) per task over the covering
+    index m004 made: resume (every finished task of the recipe loaded into memory) and `status`
+    (states counted per recipe) each paid that pass, several seconds, and resume's memory grew
+    with the warehouse. The writer now keeps one row per task in step with the log (in its own
+    transaction, medstore/warehouse/projections.py): resume asks it by key for the source's
+    tasks only, and `status` counts from `task_heads_state` without reading the table.
+    """
+    run_script(
+        conn,
+        """
+        CREATE TABLE task_heads (
+            recipe TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            head_id INTEGER NOT NULL,  -- events.id of the task's latest deciding event
+            state TEXT NOT NULL,  -- accepted | rejected | failed | pending
+            reason TEXT,
+            sample_id TEXT,
+            run_id TEXT,
+            updated_utc TEXT NOT NULL,
+            PRIMARY KEY (recipe, task_key)
+        ) WITHOUT ROWID;
+        -- Covers status's count of tasks per recipe, state and reason.
+        CREATE INDEX task_heads_state ON task_heads(recipe, state, reason);
+        """,
+    )
+    rebuild(conn, "task_heads")
