@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPAIR_TEMPLATE = "common/repair"
+HOST = socket.gethostname()  # in every claim; asked once (a system call each time)
 
 
 @dataclass
@@ -298,7 +299,7 @@ class Runner:
         event = TaskClaimed(
             owner=self.run_id,
             expires_utc=utc_after(self.options.lease_seconds if seconds is None else seconds),
-            host=socket.gethostname(),
+            host=HOST,
             pid=os.getpid(),
         )
         record = make_record(event, Envelope(self.run_id, self.recipe.name, task.key))
