@@ -30,7 +30,6 @@ from medstore.warehouse import queries
 from medstore.warehouse.chain import link_hash
 from medstore.warehouse.derived import rebuild
 from medstore.warehouse.hashing import canonical_json, content_hash, json_hash, short_hash, uuid7
-from medstore.warehouse.migrations import MIGRATIONS
 from medstore.warehouse.projections import SUMS
 from medstore.warehouse.store import Warehouse, set_head
 
@@ -80,7 +79,8 @@ ORDER BY id
 
 
 def cached_path(folder: Path, events: int) -> Path:
-    return folder / f"scale-{events}-g{GENERATOR_VERSION}-m{len(MIGRATIONS)}.db"
+    """Where the warehouse of ``events`` events is cached (opening it applies newer migrations)."""
+    return folder / f"scale-{events}-g{GENERATOR_VERSION}.db"
 
 
 class Log:
@@ -301,7 +301,7 @@ def finish(conn: sqlite3.Connection, log: Log, indexes: list[tuple[str, str]]) -
     conn.execute("DROP TABLE staged_blobs")
     for _, create in indexes:
         step(f"index {create.split()[2]}", conn.execute, create)
-    for table in ("sample_index", "answered_requests", "task_heads"):
+    for table in ("sample_index", "answered_requests", "task_heads", "status_counts"):
         step(f"derived {table}", rebuild, conn, table)
     queries.execute_many(conn, "projection_add_run_totals", list(log.totals.values()))
     queries.execute_many(

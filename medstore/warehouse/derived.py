@@ -21,6 +21,7 @@ DERIVED_TABLES = (
     "run_failures",
     "answered_requests",
     "task_heads",
+    "status_counts",  # last: it counts task_heads and sample_index
 )
 # The columns that name a row of each table, for messages about it.
 KEYS = {
@@ -29,6 +30,7 @@ KEYS = {
     "run_failures": ("run_id", "reason"),
     "answered_requests": ("request_hash",),
     "task_heads": ("recipe", "task_key"),
+    "status_counts": ("recipe", "what", "reason"),
 }
 SHOWN_DIFFERENCES = 20  # per table; the rest are counted
 

@@ -33,8 +33,7 @@ SELECT content FROM blobs WHERE hash = :hash;
 -- Which of these tasks (a JSON list of keys) are finished, their latest state accepted or
 -- rejected: resume skips them. One primary-key lookup in task_heads per key asked, so resume's
 -- start-up grows with its source, not with the warehouse.
--- CROSS JOIN keeps the keys the outer loop and the unary + keeps `state` off the index: with
--- statistics SQLite would otherwise scan task_heads_state for every finished task of the recipe.
+-- CROSS JOIN keeps the keys the outer loop, whatever statistics ANALYZE gathered.
 SELECT h.task_key FROM json_each(:task_keys) k
 CROSS JOIN task_heads h ON h.recipe = :recipe AND h.task_key = k.value
 WHERE +h.state IN ('accepted', 'rejected');
@@ -71,15 +70,14 @@ SELECT * FROM events WHERE recipe = :recipe AND task_key = :task_key ORDER BY id
 SELECT * FROM sample_membership WHERE sample_id = :sample_id ORDER BY accepted_id DESC LIMIT 1;
 
 -- name: status_task_states
--- Tasks per recipe, state and reason (one pass over task_state: states, and why tasks were
--- rejected or failed).
--- Counted over the covering index task_heads_state (m008), never the table itself.
-SELECT recipe, state, reason, count(*) AS n FROM task_heads
-GROUP BY recipe, state, reason
+-- Tasks per recipe, state and reason: counted as they change (status_counts, m009), so this
+-- reads a few rows whatever the warehouse's size.
+SELECT recipe, what AS state, nullif(reason, '') AS reason, n FROM status_counts
+WHERE what != 'samples'
 ORDER BY recipe;
 
 -- name: status_samples_per_recipe
-SELECT recipe, count(*) AS n FROM samples GROUP BY recipe;
+SELECT recipe, n FROM status_counts WHERE what = 'samples';
 
 -- name: status_skipped_in_latest_runs
 -- Source records skipped by each recipe's latest run, by reason.
