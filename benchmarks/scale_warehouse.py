@@ -93,6 +93,7 @@ class Log:
         self.blobs: dict[str, str] = {}
         self.totals: dict[str, dict] = {}
         self.failures: dict[tuple[str, str], int] = {}
+        self.answers_copied = False
 
     def add(
         self,
@@ -270,10 +271,20 @@ def grow(conn: sqlite3.Connection, log: Log, copies: int) -> None:
     if not copies:
         return
     last_id = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+    conn.execute("BEGIN")
+    rebuild(conn, "answered_requests")  # of the first block; each copy's hashes follow from it
+    conn.execute("CREATE TEMP TABLE block_answers AS SELECT * FROM answered_requests")
+    conn.execute("COMMIT")
     for copy in range(1, copies + 1):
         conn.execute("BEGIN")
         conn.execute(COPY_BLOCK, {"copy": copy, "last_id": last_id})
+        conn.execute(
+            "INSERT INTO answered_requests SELECT request_hash || '-c' || ? FROM block_answers",
+            (copy,),
+        )
         conn.execute("COMMIT")
+    conn.execute("DROP TABLE block_answers")
+    log.answers_copied = True
     task_events = conn.execute(
         "SELECT count(*) FROM events WHERE id <= ? AND task_key IS NOT NULL", (last_id,)
     ).fetchone()[0]
@@ -301,7 +312,10 @@ def finish(conn: sqlite3.Connection, log: Log, indexes: list[tuple[str, str]]) -
     conn.execute("DROP TABLE staged_blobs")
     for _, create in indexes:
         step(f"index {create.split()[2]}", conn.execute, create)
-    for table in ("sample_index", "answered_requests", "task_heads", "status_counts"):
+    tables = ["sample_index", "task_heads", "status_counts"]
+    if not log.answers_copied:  # a grown warehouse has them already (grow)
+        tables.insert(1, "answered_requests")
+    for table in tables:
         step(f"derived {table}", rebuild, conn, table)
     queries.execute_many(conn, "projection_add_run_totals", list(log.totals.values()))
     queries.execute_many(
