@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MIN_DEPTH = 3
 MAX_SIBLINGS = 5
@@ -241,8 +242,11 @@ def heading_of(text: str) -> str:
     return head if colon else plain
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light English stem so 'tablets' matches 'tablet' and 'infections' 'infection'."""
+    """A light English stem so 'tablets' matches 'tablet' and 'infections' 'infection'.
+
+    Cached: a run checks the same few thousand words again and again."""
     if word.endswith("'s"):
         word = word[:-2]
     if len(word) > 4 and word.endswith("ies"):
@@ -252,14 +256,24 @@ def stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=65536)
+def key_term(word: str) -> str | None:
+    """The stem of a content-bearing word (a number or dose, or a word of five letters or more
+    that is not common English or courtesy), else None."""
+    has_digit = not word.isalpha() and any(ch.isdigit() for ch in word)
+    if has_digit or (len(word) >= 5 and word not in STOPWORDS):
+        return stem(word)
+    return None
+
+
 def key_terms(text: str) -> list[str]:
     """The content-bearing terms of an answer, in order: numbers and doses, and words of five
     letters or more that are not common English or courtesy words."""
     terms: dict[str, None] = {}
     for word in WORD.findall(text.lower()):
-        has_digit = any(ch.isdigit() for ch in word)
-        if has_digit or (len(word) >= 5 and word not in STOPWORDS):
-            terms.setdefault(stem(word), None)
+        term = key_term(word)
+        if term is not None:
+            terms.setdefault(term, None)
     return list(terms)
 
 
@@ -268,7 +282,7 @@ def preservation(original: str, rewrite: str) -> tuple[float, list[str]]:
     wanted = key_terms(original)
     if not wanted:
         return 1.0, []
-    present = {stem(word) for word in WORD.findall(rewrite.lower())}
+    present = {stem(word) for word in set(WORD.findall(rewrite.lower()))}
     missing = [term for term in wanted if term not in present]
     return round(1 - len(missing) / len(wanted), 4), missing
 

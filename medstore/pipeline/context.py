@@ -61,6 +61,7 @@ class TaskContext:
         self.runner = runner
         self.task = task
         self.futures: list[Future] = []
+        self.pending: list[EventRecord] = []  # emitted, not yet handed to the writer
 
     def emit(
         self,
@@ -74,8 +75,20 @@ class TaskContext:
             self.runner.run_id, self.runner.recipe.name, self.task.key, stage, attempt, parent
         )
         record = make_record(event, envelope, self.runner.secrets)
-        self.futures.append(self.runner.writer.submit([record]))
+        self.pending.append(record)
         return record
+
+    def submit_pending(self) -> None:
+        """Hand the events emitted so far to the writer, as one batch.
+
+        Called before anything that waits (a send, a retry's back-off, the task's end), so an
+        event is never held back longer than the CPU work that follows it: a request is with
+        the writer before it goes out, a paid answer before the next request or the task's end.
+        One hand-over per await instead of one per event halves the writer's wake-ups.
+        """
+        if self.pending:
+            records, self.pending = self.pending, []
+            self.futures.append(self.runner.writer.submit(records))
 
     async def flush(self) -> None:
         """Wait until every event this task emitted is committed (raises if the writer failed).
@@ -84,6 +97,7 @@ class TaskContext:
         it, so the last future answers for all of them: one wake-up of the event loop per task
         instead of one per event.
         """
+        self.submit_pending()
         futures, self.futures = self.futures, []
         if futures:
             await asyncio.wrap_future(futures[-1])
@@ -178,6 +192,7 @@ class TaskContext:
                 sent = backend.structured_request(messages, params, stage.json_schema())
                 return await self.call_once(stage, *sent, attempt, backend)
             except StructuredOutputRefused as refused:
+                self.submit_pending()  # the refused request's events precede the decision
                 if not await backend.structured_output_refused(refused):
                     raise TaskFailedError(refused.kind, f"{stage.name}: {refused}") from refused
         raise TaskFailedError("structured_output_refused", f"{stage.name}: every dialect refused")
@@ -326,6 +341,7 @@ class TaskContext:
         model price (the judge's for the judge)."""
         runner = self.runner
         backend = backend or runner.backend
+        self.submit_pending()  # the request (and any error before this retry) is logged first
         queued = time.perf_counter()
         tokens = request_tokens(messages, params.max_tokens)
         reservation = await runner.reserve(messages, params.max_tokens)

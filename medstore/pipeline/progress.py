@@ -59,6 +59,8 @@ class RunProgress:
 
     def seen(self, records: list[EventRecord]) -> None:
         """Records on their way to the writer: each call moves its task's share."""
+        if self.bar.disable:  # --no-progress: nothing to draw, nothing to count
+            return
         for record in records:
             if record.event_type not in CALL_EVENTS:
                 continue
@@ -77,6 +79,8 @@ class RunProgress:
         self.bar.update(1 - self.moved.pop(task_key, 0.0))
 
     def show_figures(self) -> None:
+        if self.bar.disable:
+            return
         elapsed = max(time.monotonic() - self.started, 1e-9)
         figures = {
             "ok": self.counts["accepted"],

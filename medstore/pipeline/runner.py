@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPAIR_TEMPLATE = "common/repair"
+HOST = socket.gethostname()  # in every claim; asked once (a system call each time)
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Runner:
             tasks = tasks[: self.options.limit]
         if self.options.shard is not None:  # after --limit: shards of one run partition its tasks
             tasks = [task for task in tasks if self.options.shard.owns(task.key)]
-        finished = self.warehouse.finished_task_versions(self.recipe.name)
+        finished = self.warehouse.finished_tasks(self.recipe.name, (task.key for task in tasks))
         stale = {key for key, version in finished.items() if version != self.validator_version}
         self.stale = [task.key for task in tasks if task.key in stale]
         redo = stale if self.options.redo else set()
@@ -326,7 +327,7 @@ class Runner:
         event = TaskClaimed(
             owner=self.run_id,
             expires_utc=utc_after(self.options.lease_seconds if seconds is None else seconds),
-            host=socket.gethostname(),
+            host=HOST,
             pid=os.getpid(),
         )
         record = make_record(event, Envelope(self.run_id, self.recipe.name, task.key))

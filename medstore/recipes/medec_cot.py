@@ -23,11 +23,19 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from medstore.checks.entities import changed_terms, mentions_any, sentence_similarity
 from medstore.checks.gates import GateSpec, content_gates
 from medstore.checks.parsing import ParseError, extract_json
 from medstore.recipes.base import Recipe, Skip, Stage, Task
 from medstore.sources.medec import MedecNote, MedecPair, default_medec_path, read_medec
+
+
+def entities() -> Any:
+    """medstore.checks.entities, imported on first use: its vocabulary's patterns take a while
+    to compile, and a run of another recipe (which imports this module too) never needs them."""
+    from medstore.checks import entities as module
+
+    return module
+
 
 VARIANTS = ("critic_correct", "critic_error", "generator_correct", "generator_error")
 SENTENCE_MATCH = 85  # rapidfuzz score a named error sentence needs
@@ -75,10 +83,10 @@ def critic_matches_truth(critic: CriticOutput, variables: dict[str, Any]) -> lis
     named = critic.error_sentence or ""
     if not named.strip():
         errors.append("error_sentence: quote the erroneous sentence from the note")
-    elif sentence_similarity(named, actual) < SENTENCE_MATCH:
+    elif entities().sentence_similarity(named, actual) < SENTENCE_MATCH:
         errors.append(f"error_sentence: {named!r} is not the erroneous sentence; quote {actual!r}")
-    fix_terms = changed_terms(actual, variables["corrected_sentence"])
-    if not critic.correction or not mentions_any(critic.correction, fix_terms):
+    fix_terms = entities().changed_terms(actual, variables["corrected_sentence"])
+    if not critic.correction or not entities().mentions_any(critic.correction, fix_terms):
         errors.append(
             f"correction: give the corrected sentence ({variables['corrected_sentence']!r})"
         )
@@ -108,8 +116,10 @@ def generator_reasoning_is_sound(text: str, variables: dict[str, Any]) -> list[s
 
 
 def names_injected_error(text: str, variables: dict[str, Any]) -> list[str]:
-    injected = changed_terms(variables["corrected_sentence"], variables["error_sentence"])
-    if mentions_any(text, injected):
+    injected = entities().changed_terms(
+        variables["corrected_sentence"], variables["error_sentence"]
+    )
+    if entities().mentions_any(text, injected):
         return []
     return [f"say what was injected: the reasoning must name {', '.join(injected[:4])}"]
 
@@ -216,7 +226,10 @@ class MedecCotRecipe(Recipe):
                 "identified_sentence": critic.error_sentence,
                 "proposed_correction": critic.correction,
                 "match_score": round(
-                    sentence_similarity(critic.error_sentence or "", record["error_sentence"]), 1
+                    entities().sentence_similarity(
+                        critic.error_sentence or "", record["error_sentence"]
+                    ),
+                    1,
                 ),
             }
         return self.sample(record, "critic", note, critic.reasoning, truth["verdict"], details)

@@ -26,12 +26,6 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from medstore.checks.entities import (
-    changed_terms,
-    check_preservation,
-    extract_entities,
-    mentions_any,
-)
 from medstore.checks.gates import GateSpec, content_gates
 from medstore.recipes.base import Recipe, RecipeOptions, Skip, Stage, Task
 from medstore.recipes.features import model_spec
@@ -42,6 +36,15 @@ from medstore.sources.medec import (
     read_medec,
     resolve_medec_path,
 )
+
+
+def entities() -> Any:
+    """medstore.checks.entities, imported on first use: its vocabulary's patterns take a while
+    to compile, and a run of another recipe (which imports this module too) never needs them."""
+    from medstore.checks import entities as module
+
+    return module
+
 
 CORRECT, INCORRECT = "CORRECT", "INCORRECT"
 PARAPHRASED = "medec_correct_paraphrased"
@@ -71,7 +74,7 @@ class ErrorReasoning(BaseModel):
 def paraphrase_is_faithful(text: str, variables: dict[str, Any]) -> list[str]:
     """Every value, medication and diagnosis kept; really reworded; no preamble."""
     paraphrase = text.strip(TRIM)
-    check = check_preservation(variables["note"], paraphrase)
+    check = entities().check_preservation(variables["note"], paraphrase)
     errors = check.errors(variables["min_entity_preservation"])
     if check.edit_ratio < variables["min_edit_ratio"]:
         errors.append(
@@ -85,8 +88,8 @@ def paraphrase_is_faithful(text: str, variables: dict[str, Any]) -> list[str]:
 
 
 def reasoning_names_correction(reasoning: ErrorReasoning, variables: dict[str, Any]) -> list[str]:
-    terms = changed_terms(variables["error_sentence"], variables["corrected_sentence"])
-    if mentions_any(f"{reasoning.correct_answer} {reasoning.why_wrong}", terms):
+    terms = entities().changed_terms(variables["error_sentence"], variables["corrected_sentence"])
+    if entities().mentions_any(f"{reasoning.correct_answer} {reasoning.why_wrong}", terms):
         return []
     return [
         "correct_answer: name the doctor's correction "
@@ -97,7 +100,7 @@ def reasoning_names_correction(reasoning: ErrorReasoning, variables: dict[str, A
 def must_keep(note: str) -> str:
     """The entities a paraphrase must keep, as a list for the prompt."""
     lines = []
-    for entity in extract_entities(note):
+    for entity in entities().extract_entities(note):
         if entity.kind == "value":
             lines.append(f"- {entity.text}")
         elif entity.kind == "medication":
@@ -243,7 +246,7 @@ class MedecSafeRecipe(Recipe):
             },
         )
         paraphrase = text.strip(TRIM)
-        check = check_preservation(original, paraphrase)
+        check = entities().check_preservation(original, paraphrase)
         return {
             "note_id": record["note_id"],
             "note": paraphrase,

@@ -48,6 +48,16 @@ TABLES: dict[str, tuple[str, str]] = {
         "Derived, not part of the log: the hash of every request the log holds an answer to "
         "(the request cache's index), kept by the writer.",
     ),
+    "status_counts": (
+        "Status counts",
+        "Derived, not part of the log: tasks per recipe, state and reason, and samples per "
+        "recipe, kept by triggers on task_heads and sample_index; status reads it.",
+    ),
+    "task_heads": (
+        "Task heads",
+        "Derived, not part of the log: each task's latest deciding event (started, accepted, "
+        "rejected, failed), kept by the writer; task_state, resume and status read it.",
+    ),
     FTS_TABLE: (
         "Raw output search index",
         "Derived, not part of the log: a full-text index over the raw output of every LLM "

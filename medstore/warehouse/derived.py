@@ -15,13 +15,22 @@ from functools import cache
 
 from medstore.resources import resource_dir
 
-DERIVED_TABLES = ("sample_index", "run_totals", "run_failures", "answered_requests")
+DERIVED_TABLES = (
+    "sample_index",
+    "run_totals",
+    "run_failures",
+    "answered_requests",
+    "task_heads",
+    "status_counts",  # last: it counts task_heads and sample_index
+)
 # The columns that name a row of each table, for messages about it.
 KEYS = {
     "sample_index": ("accepted_id",),
     "run_totals": ("run_id",),
     "run_failures": ("run_id", "reason"),
     "answered_requests": ("request_hash",),
+    "task_heads": ("recipe", "task_key"),
+    "status_counts": ("recipe", "what", "reason"),
 }
 SHOWN_DIFFERENCES = 20  # per table; the rest are counted
 

@@ -280,3 +280,92 @@ def m007_chain_signature(conn: sqlite3.Connection) -> None:
     """An HMAC of the chain head (medstore/warehouse/chain.py): with $MEDSTORE_CHAIN_KEY set,
     a history rewritten and re-hashed by someone without the key no longer verifies."""
     conn.execute("ALTER TABLE chain_head ADD COLUMN signature TEXT")
+
+
+@migration
+def m008_task_heads(conn: sqlite3.Connection) -> None:
+    """A derived table of each task's latest deciding event, read by `task_state`, resume and
+    `status`.
+
+    At 10M events (~900,000 tasks) `task_state` computed a max(id) per task over the covering
+    index m004 made: resume (every finished task of the recipe loaded into memory) and `status`
+    (states counted per recipe) each paid that pass, several seconds, and resume's memory grew
+    with the warehouse. The writer now keeps one row per task in step with the log (in its own
+    transaction, medstore/warehouse/projections.py): resume asks it by key for the source's
+    tasks only (m009 counts them for `status`).
+    """
+    run_script(
+        conn,
+        """
+        CREATE TABLE task_heads (
+            recipe TEXT NOT NULL,
+            task_key TEXT NOT NULL,
+            head_id INTEGER NOT NULL,  -- events.id of the task's latest deciding event
+            state TEXT NOT NULL,  -- accepted | rejected | failed | pending
+            reason TEXT,
+            sample_id TEXT,
+            run_id TEXT,
+            updated_utc TEXT NOT NULL,
+            validator_version TEXT,  -- the validator set that judged a finished task
+            PRIMARY KEY (recipe, task_key)
+        ) WITHOUT ROWID;
+        """,
+    )
+    rebuild(conn, "task_heads")
+
+
+@migration
+def m009_status_counts(conn: sqlite3.Connection) -> None:
+    """Tasks per recipe, state and reason, and samples per recipe, counted as they change.
+
+    Even over covering indexes, `status` counted every task and every sample: at 10M events
+    (~900,000 tasks) that was seconds, growing with the warehouse. These counts are kept by
+    triggers on the two derived tables they count (`task_heads`, `sample_index`), whose rows are
+    small: unlike a trigger on `events` (see m006), they copy no payloads. Rebuilt from those
+    tables (sql/derived/status_counts.sql), which verify checks against the log in turn.
+    """
+    in_dataset = (
+        "{0}.is_current AND NOT {0}.is_copy AND coalesce({0}.review_verdict, '') != 'reject'"
+    )
+    add = (
+        "INSERT INTO status_counts VALUES ({recipe}, {what}, {reason}, {n})"
+        " ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+        " DELETE FROM status_counts WHERE n = 0;"
+    )
+    head_old = add.format(recipe="OLD.recipe", what="OLD.state",
+                          reason="coalesce(OLD.reason, '')", n="-1")  # fmt: skip
+    head_new = add.format(recipe="NEW.recipe", what="NEW.state",
+                          reason="coalesce(NEW.reason, '')", n="1")  # fmt: skip
+    sample_delta = add.format(
+        recipe="coalesce(NEW.recipe, '')", what="'samples'", reason="''",
+        n=f"({in_dataset.format('NEW')}) - ({in_dataset.format('OLD')})",
+    )  # fmt: skip
+    sample_new = add.format(recipe="coalesce(NEW.recipe, '')", what="'samples'", reason="''",
+                            n=f"({in_dataset.format('NEW')})")  # fmt: skip
+    sample_old = add.format(recipe="coalesce(OLD.recipe, '')", what="'samples'", reason="''",
+                            n=f"-({in_dataset.format('OLD')})")  # fmt: skip
+    run_script(
+        conn,
+        f"""
+        CREATE TABLE status_counts (
+            recipe TEXT NOT NULL,
+            what TEXT NOT NULL,  -- a task state (accepted, rejected, failed, pending) or samples
+            reason TEXT NOT NULL,  -- of rejected and failed tasks; '' otherwise
+            n INTEGER NOT NULL,
+            PRIMARY KEY (recipe, what, reason)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER task_heads_count_insert AFTER INSERT ON task_heads
+            BEGIN {head_new} END;
+        CREATE TRIGGER task_heads_count_update AFTER UPDATE ON task_heads
+            BEGIN {head_old} {head_new} END;
+        CREATE TRIGGER task_heads_count_delete AFTER DELETE ON task_heads
+            BEGIN {head_old} END;
+        CREATE TRIGGER sample_index_count_insert AFTER INSERT ON sample_index
+            BEGIN {sample_new} END;
+        CREATE TRIGGER sample_index_count_update AFTER UPDATE ON sample_index
+            BEGIN {sample_delta} END;
+        CREATE TRIGGER sample_index_count_delete AFTER DELETE ON sample_index
+            BEGIN {sample_old} END;
+        """,
+    )
+    rebuild(conn, "status_counts")

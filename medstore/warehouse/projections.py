@@ -1,6 +1,7 @@
 """Derived tables that the writer keeps in step with the log, in the same transaction.
 
-`sample_index` (what `samples` reads), `run_totals` and `run_failures` (what `run_summary` and
+`sample_index` (what `samples` reads), `task_heads` (what `task_state`, resume and `status`
+read), `run_totals` and `run_failures` (what `run_summary` and
 `status` read) and `answered_requests` (what resume's cache index reads) are projections of the
 events: migrations m003 and m005 build them from the log. Both writers (`append_records` and
 `merge`) call `project` after inserting a batch, so the tables are never ahead of or behind it.
@@ -37,6 +38,7 @@ COUNTED = {
     "repair_requested": "repairs",
 }
 FAILURES = ("sample_rejected", "task_failed", "source_skipped")
+DECIDING = ("task_started", "sample_accepted", "sample_rejected", "task_failed")
 SUMS = (*COUNTED.values(), "input_tokens", "output_tokens", "cost_usd")
 
 
@@ -45,8 +47,11 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     totals: dict[str, dict[str, Any]] = {}
     failures: dict[tuple[str, str], int] = {}
     answered: list[tuple[str]] = []
+    heads: list[tuple[str]] = []
     for row in rows:
         kind = row[TYPE]
+        if kind in DECIDING:
+            heads.append((row[EVENT_ID],))
         payload = None
         if kind in ("llm_response", "cache_replay", "run_finished") or kind in FAILURES:
             payload = orjson.loads(row[PAYLOAD])
@@ -84,6 +89,8 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
             failures[key] = failures.get(key, 0) + 1
     if answered:
         queries.execute_many(conn, "projection_add_answered", answered)
+    if heads:
+        queries.execute_many(conn, "projection_task_head", heads)
     if totals:
         queries.execute_many(conn, "projection_add_run_totals", list(totals.values()))
     if failures:

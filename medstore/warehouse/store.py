@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "warehouse.db"
+FINISHED_CHUNK = 50_000  # task keys per lookup of finished tasks
 EVENT_COLUMNS = (
     "event_id",
     "run_id",
@@ -347,13 +348,19 @@ class Warehouse:
     def messages(self, stored: list[dict[str, str]]) -> list[dict[str, str]]:
         return [{"role": m["role"], "content": self.blob(m["content_blob"]) or ""} for m in stored]
 
-    def finished_tasks(self, recipe: str) -> set[str]:
-        return {row["task_key"] for row in self.select("finished_tasks", recipe=recipe)}
-
-    def finished_task_versions(self, recipe: str) -> dict[str, str | None]:
-        """Finished tasks and the validator version their latest verdict was judged under."""
-        rows = self.select("finished_task_versions", recipe=recipe)
-        return {row["task_key"]: row["validator_version"] for row in rows}
+    def finished_tasks(self, recipe: str, task_keys: Iterable[str]) -> dict[str, str | None]:
+        """Which of ``task_keys`` are finished (accepted or rejected), with the validator version
+        their latest verdict was judged under: looked up by key, so the cost is that of the keys
+        asked about, whatever the warehouse's size."""
+        keys = list(task_keys)
+        finished: dict[str, str | None] = {}
+        for offset in range(0, len(keys), FINISHED_CHUNK):
+            chunk = json.dumps(keys[offset : offset + FINISHED_CHUNK])
+            rows = self.conn.execute(
+                queries.sql("finished_tasks"), {"recipe": recipe, "task_keys": chunk}
+            )
+            finished.update((row[0], row[1]) for row in rows)
+        return finished
 
     def answered_request_hashes(self) -> set[str]:
         """Hashes of every request the log holds an answer to (see warehouse/projections.py)."""

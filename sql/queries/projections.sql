@@ -91,3 +91,32 @@ LEFT JOIN (
 -- A reviewer's verdict on a sample id: its latest review.
 UPDATE sample_index SET review_verdict = :verdict, review_note = :note
 WHERE sample_id = :sample_id;
+
+-- name: projection_task_head*!
+-- A task's new deciding event (started, accepted, rejected, failed), given its event id:
+-- the task's head now, unless a later one is already there.
+INSERT INTO task_heads
+SELECT
+    recipe, task_key, id,
+    CASE event_type
+        WHEN 'sample_accepted' THEN 'accepted'
+        WHEN 'sample_rejected' THEN 'rejected'
+        WHEN 'task_failed' THEN 'failed'
+        ELSE 'pending'
+    END,
+    json_extract(payload_json, '$.reason'),
+    json_extract(payload_json, '$.sample_id'),
+    run_id,
+    created_utc,
+    json_extract(payload_json, '$.validator_version')
+FROM events
+WHERE event_id = ? AND recipe IS NOT NULL AND task_key IS NOT NULL
+ON CONFLICT (recipe, task_key) DO UPDATE SET
+    head_id = excluded.head_id,
+    state = excluded.state,
+    reason = excluded.reason,
+    sample_id = excluded.sample_id,
+    run_id = excluded.run_id,
+    updated_utc = excluded.updated_utc,
+    validator_version = excluded.validator_version
+WHERE excluded.head_id > task_heads.head_id;
