@@ -69,9 +69,10 @@ def existing_validation(raw: dict[str, str]) -> dict[str, object]:
 
 
 def timed(fn, items) -> tuple[float, list]:
-    started = time.perf_counter()
+    """CPU seconds of this process (the machine is shared: wall time counts the others)."""
+    started = time.process_time()
     out = [fn(item) for item in items]
-    return time.perf_counter() - started, out
+    return time.process_time() - started, out
 
 
 def main() -> None:
@@ -86,20 +87,26 @@ def main() -> None:
     raw = samples(args.samples)
     existing_validation(raw[0])  # warm caches
     base_s, parsed = timed(existing_validation, raw)
-    gates_s, failures = timed(
-        lambda outputs: [check_gates(value, SPECS[name]) for name, value in outputs.items()],
-        parsed,
-    )
+
+    def gate(outputs: dict) -> list:
+        return [check_gates(value, SPECS[name]) for name, value in outputs.items()]
+
+    good_s, _ = timed(gate, parsed[1::2])
+    junk_s, failures = timed(gate, parsed[0::2])
     rejected = sum(any(stage) for stage in failures)
-    n = args.samples
-    print(f"{'measure':<46}{'value':>14}  ratio")
+    n, half = args.samples, args.samples // 2
+    gates_s = good_s + junk_s
+    print(f"{'measure (CPU time of this process)':<46}{'value':>14}  ratio")
     print(f"{'code list + ICD titles, once per process':<46}{load:>12.2f} s")
     print(f"{'existing validation per sample':<46}{base_s / n * 1000:>11.3f} ms  baseline")
-    print(
-        f"{'content gates per sample':<46}{gates_s / n * 1000:>11.3f} ms  "
-        f"{gates_s / base_s:.2f}x of baseline"
-    )
-    print(f"{'samples rejected by the gates':<46}{rejected:>9}/{n}  (half are junk)")
+    for label, seconds, count in (
+        ("content gates per sample (all)", gates_s, n),
+        ("content gates per good sample", good_s, half),
+        ("content gates per junk sample", junk_s, half),
+    ):
+        ratio = (seconds / count) / (base_s / n)
+        print(f"{label:<46}{seconds / count * 1000:>11.3f} ms  {ratio:.2f}x of baseline")
+    print(f"{'junk samples rejected by the gates':<46}{rejected:>9}/{half}")
 
 
 if __name__ == "__main__":

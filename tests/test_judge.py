@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
@@ -137,3 +138,25 @@ def test_a_judge_that_answers_junk_rejects_with_the_gate(tmp_path: Path) -> None
             " WHERE event_type = 'sample_rejected'"
         )[0]["r"]
     assert reason.startswith("judge: invalid after 1 repairs")
+
+
+def test_a_remote_judge_never_sees_credentialed_data(tmp_path: Path) -> None:
+    """The data-use guard decides for the judge too: a loopback teacher is allowed, a remote
+    judge refused, before any call."""
+    from medstore.pipeline.data_use import DataUseRefused
+    from medstore.pipeline.runner import Runner
+    from medstore.recipes.mimic_dialogue import MimicDialogueRecipe
+
+    from .test_mimic_run import StubBackend
+
+    teacher = StubBackend("m", "http://127.0.0.1:9/v1")
+    judge = StubBackend("j", "http://198.51.100.7:9/v1")
+    with Warehouse(tmp_path / "guard.db") as warehouse:
+        runner = Runner(warehouse, MimicDialogueRecipe(), teacher, judge=judge)
+        with pytest.raises(DataUseRefused, match=r"198\.51\.100\.7"):
+            runner.check_data_use()
+        rules = warehouse.query(
+            "SELECT json_extract(payload_json, '$.rule') AS rule FROM events"
+            " WHERE event_type = 'data_use_decision' ORDER BY id"
+        )
+    assert [row["rule"] for row in rules] == ["loopback", "refused_remote_host"]

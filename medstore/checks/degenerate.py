@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 # Strings a model writes when it has nothing to say, or copies from a schema or template.
 PLACEHOLDER_PHRASES = frozenset(
@@ -111,7 +112,22 @@ def repeated_ngram(words: list[str], n: int = LOOP_NGRAM) -> tuple[tuple[str, ..
 
 def text_problem(text: str) -> tuple[str, str] | None:
     """The first (gate, reason) that ``text`` fails, in the order blank, placeholder,
-    degenerate; None when it passes all three."""
+    degenerate; None when it passes all three. Short strings (list items, names, vital signs)
+    repeat across samples, so their answers are cached."""
+    if len(text) <= SHORT:
+        return short_text_problem(text)
+    return checked_text_problem(text)
+
+
+SHORT = 80
+
+
+@lru_cache(maxsize=100_000)
+def short_text_problem(text: str) -> tuple[str, str] | None:
+    return checked_text_problem(text)
+
+
+def checked_text_problem(text: str) -> tuple[str, str] | None:
     for gate, check in (
         ("blank", blank_problem),
         ("placeholder", placeholder_problem),

@@ -182,6 +182,8 @@ def run(**params: Any) -> None:
         python cli.py run --recipe hierarchical -o min_preservation 0.7
         python cli.py run --recipe consult --model gpt-4o-mini --dry-run
         python cli.py run --recipe consult --model gpt-4o-mini --rpm 500 --max-cost 20
+        python cli.py run --recipe consult --model gpt-4o-mini \\
+            --judge-base-url http://localhost:8000/v1 --judge-model Qwen2.5-72B --min-judge-score 4
         python cli.py run --recipe consult --shard 0/4 --db shard0.db --batch --concurrency 5000
         python cli.py run --recipe consult --executor ray --workers 8 --ray-address auto
     """

@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from medstore.checks.schema_gates import with_content_patterns
 from medstore.pipeline.prompts import PromptTemplate, load_template
 
 # A validator looks at a stage's parsed output (and the stage's variables) and lists problems.
@@ -52,6 +51,5 @@ class Stage:
 
 @cache
 def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """JSON schema of a pydantic model, with the content patterns a grammar can enforce
-    (``medstore.checks.schema_gates``), built once (it is asked for on every call)."""
-    return with_content_patterns(model.model_json_schema())
+    """JSON schema of a pydantic model, built once (it is asked for on every call)."""
+    return model.model_json_schema()

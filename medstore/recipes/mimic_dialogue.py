@@ -47,8 +47,8 @@ class Turn(BaseModel):
 
 
 class Conversation(BaseModel):
-    # The prompt asks for 8 to 30 turns: the grammar bounds them, the `turn_count` gate checks.
-    turns: list[Turn] = Field(min_length=6, json_schema_extra={"minItems": 8, "maxItems": 30})
+    # The prompt asks for 8 to 30 turns: the `turn_count` gate checks them.
+    turns: list[Turn] = Field(min_length=6)
 
 
 # The content gates (medstore.checks.gates): 8 to 30 turns, as the prompt asks; any speaker order.
