@@ -255,3 +255,10 @@ def test_known_bands_are_what_datasketch_chooses() -> None:
     for (threshold, num_perm), chosen in KNOWN_BANDS.items():
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         assert (lsh.b, lsh.r) == chosen
+
+
+def test_one_sample_or_none_scan_to_nothing() -> None:
+    options = ScanOptions(medec_test=False)
+    assert find_flags([], [], [], options) == []
+    assert find_flags(["only"], ["a single sample of a few words"], [], options) == []
+    assert find_flags(["a", "b"], ["", ""], [], options)[0]["representative"] == "a"

@@ -11,7 +11,7 @@ from medstore.cli.model_options import add_model_options, build_model, given
 from medstore.cli.options import CONTEXT, db_option, echo_json, open_warehouse
 from medstore.cli.run import RunCommand, recipe_values
 from medstore.hookspecs import hookimpl
-from medstore.quality.scan import ScanOptions
+from medstore.quality.options import ScanOptions
 
 SCAN_FIELDS = list(ScanOptions.model_fields)
 

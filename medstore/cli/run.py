@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,9 @@ def scan_after_run(recipe: Any, db_path: str) -> str:
             scan = ensure_fresh_scan(warehouse, recipe)
     except (EvalSetError, SourceError, WarehouseError) as exc:
         return f"quality scan skipped: {exc}"
+    except Exception as exc:  # the run is done and recorded: a scan bug must not fail it
+        logging.getLogger(__name__).exception("quality scan failed")
+        return f"quality scan failed ({exc!r}); `python cli.py revalidate` scans again"
     return scan.summary() if scan is not None else "quality scan: the dataset is unchanged"
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medstore.quality.options import NGRAM
 from medstore.quality.texts import ngram_hashes, windows
 
-NGRAM = 13
 CHUNK_TEXTS = 5000
 FILTER_BITS = 24
 FILTER_MASK = np.uint64((1 << FILTER_BITS) - 1)

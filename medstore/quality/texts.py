@@ -64,7 +64,8 @@ class Vocabulary:
         if not texts:
             return []
         ids = self.lookup(words(f" {SEPARATOR} ".join(texts)))
-        parts = np.split(ids, np.nonzero(ids == self.ids[SEPARATOR])[0])
+        separator = self.lookup([SEPARATOR])[0]
+        parts = np.split(ids, np.nonzero(ids == separator)[0])
         return [parts[0], *(part[1:] for part in parts[1:])]
 
     def word_ids(self, text: str) -> np.ndarray:
