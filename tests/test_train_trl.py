@@ -96,7 +96,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     base = ("train", "--data", str(data), "--out", str(run), "--db", str(db))
     cases = [
         (("--resume",), "no checkpoint in"),
-        (("--resume", str(tmp_path)), "not a checkpoint folder"),
+        (("--resume", str(tmp_path)), "not a complete checkpoint folder"),
         (("--chat-template", str(tmp_path / "nope.jinja")), "--chat-template"),
         (("--method", "dpo"), "needs `prompt`, `chosen` and `rejected` columns"),
         (("--method", "dpo", "--packing"), "--packing is for --method sft"),
@@ -123,12 +123,13 @@ def importlib_missing(module: str) -> bool:
 
 
 def latest_checkpoint_step(run: Path) -> int | None:
-    folder = run / "checkpoints"
-    steps = [
-        int(path.name.split("-")[1])
-        for path in folder.glob("checkpoint-*")
-        if (path / "trainer_state.json").is_file() and (path / "scheduler.pt").is_file()
-    ]
+    """The step of the newest checkpoint whose trainer_state.json (written last) is whole."""
+    steps = []
+    for path in (run / "checkpoints").glob("checkpoint-*"):
+        try:
+            steps.append(json.loads((path / "trainer_state.json").read_text())["global_step"])
+        except (OSError, ValueError):
+            continue
     return max(steps) if steps else None
 
 

@@ -65,8 +65,10 @@ def render_summary(result: Any, config: TrainConfig) -> str:
     """Steps, losses and throughput; a note when conversations were cut or dropped."""
     metrics, counts = result.metrics, result.encoded
     eval_text = f", eval loss {metrics['eval_loss']:.4f}" if "eval_loss" in metrics else ""
+    first = int(metrics.get("first_step", 1))
+    resumed = f" (resumed at step {first})" if first > 1 else ""
     lines = [
-        f"training {result.training_run_id}: {int(metrics['steps'])} steps, train loss "
+        f"training {result.training_run_id}: {int(metrics['steps'])} steps{resumed}, train loss "
         f"{metrics['train_loss']:.4f}{eval_text}, {metrics['tokens_per_s']:.0f} tokens/s"
     ]
     if counts["truncated"] or counts["dropped"]:

@@ -25,13 +25,28 @@ def checkpoints_dir(out_dir: Path) -> Path:
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the highest N that the Trainer finished writing."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The ``checkpoint-N`` folder with the highest N that the Trainer finished writing: it
+    writes ``trainer_state.json`` last, so one killed mid-save (no state, or half of it) is
+    passed over for the one before."""
     if not folder.is_dir():
         return None
-    found = get_last_checkpoint(str(folder))
-    return Path(found) if found else None
+    numbered = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    ]
+    for _, path in sorted(numbered, reverse=True):
+        if complete(path):
+            return path
+    return None
+
+
+def complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def check_out_dir(out_dir: Path, resume: str | None) -> Path | None:
@@ -64,8 +79,10 @@ def resume_checkpoint(out_dir: Path, resume: str) -> Path:
             )
         return found
     folder = Path(resume).resolve()
-    if not (folder / "trainer_state.json").is_file():
-        raise TrainError(f"--resume {resume}: not a checkpoint folder (no trainer_state.json)")
+    if not complete(folder):
+        raise TrainError(
+            f"--resume {resume}: not a complete checkpoint folder (no readable trainer_state.json)"
+        )
     return folder
 
 
