@@ -115,7 +115,12 @@ class ReplayContext(TaskContext):
         return value, self.last_errors
 
     async def call(
-        self, stage: Stage, messages: list[dict[str, str]], params: GenerationParams, attempt: int
+        self,
+        stage: Stage,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        attempt: int,
+        backend: Any = None,  # the judge's calls are replayed from the log like the teacher's
     ) -> str:
         text = self.answers.get(stage.name, attempt, messages)
         if text is not None:
@@ -247,6 +252,7 @@ class Revalidation:
             )
             reason = ""
         ctx.emit(verdict)
+        ctx.submit_pending()  # the context batches its events until it would wait
         append_records(self.warehouse.conn, self.writer.records)
         self.count(row, verdict, reason, result)
 
