@@ -65,8 +65,21 @@ def run_child(command: list[str]) -> tuple[dict, float]:
         if status != 0:
             err.seek(0)
             raise SystemExit(f"{command[:3]} failed:\n{err.read().decode()[-3000:]}")
-    result = json.loads(text[text.index("{") :])
-    return result, usage.ru_maxrss / 1024**2  # KiB -> GiB
+    return last_json(text), usage.ru_maxrss / 1024**2  # KiB -> GiB
+
+
+def last_json(text: str) -> dict:
+    """The last JSON object that starts a line (libraries print dicts of their own too)."""
+    decoder, found = json.JSONDecoder(), None
+    for index in [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]:
+        if text.startswith("{", index):
+            try:
+                found = decoder.raw_decode(text, index)[0]
+            except ValueError:
+                continue
+    if found is None:
+        raise SystemExit(f"no JSON result in:\n{text[-2000:]}")
+    return found
 
 
 def medstore_command(data: Path, out: Path, args: argparse.Namespace) -> list[str]:
