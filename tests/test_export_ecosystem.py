@@ -255,3 +255,18 @@ def test_preference_export_refuses_what_has_no_pairs(correct_only_db: Path, tmp_
         "--out", str(tmp_path / "safe"),
     )  # fmt: skip
     assert result.exit_code == 1 and "has no preference pairs" in result.output
+
+
+@pytest.mark.slow
+def test_train_dpo_reads_a_preference_export(repaired_db: Path, tmp_path: Path) -> None:
+    """The chain a user runs: pairs exported from the log, then `train --method dpo` on them."""
+    export(repaired_db, tmp_path / "dpo", "--format", "jsonl", "--kind", "preference")
+    run = tmp_path / "run"
+    result = invoke("train", "--method", "dpo", "--data", str(tmp_path / "dpo"), "--out",
+                    str(run), "--db", str(repaired_db), "--batch-size", "2", "--max-steps", "1",
+                    "--max-seq-len", "1024", "--no-progress", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "training_manifest.json").read_text())
+    assert manifest["config"]["objective"] == "dpo"
+    assert manifest["data"]["export_manifest_hash"]  # the pairs' export is in the lineage
+    assert manifest["metrics"]["steps"] == 1

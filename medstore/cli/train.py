@@ -38,7 +38,7 @@ def train(db_path: str | None, as_json: bool, **_: Any) -> None:
             --base-model Qwen/Qwen3-4B --bf16 --gradient-checkpointing --epochs 2
         python cli.py train --data exports/medec-cot --out runs/qwen3-qlora \\
             --base-model Qwen/Qwen3-4B --load-in-4bit --packing --report-to tensorboard
-        python cli.py train --method dpo --data PAIRS --out runs/medec-dpo --max-steps 100
+        python cli.py train --method dpo --data exports/medec-dpo --out runs/dpo --max-steps 100
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from medstore.training.trainer import train as run_training
