@@ -164,6 +164,7 @@ WITH ranked AS (
     SELECT recipe, task_key, id, run_id, event_type, created_utc,
         json_extract(payload_json, '$.reason') AS reason,
         json_extract(payload_json, '$.sample_id') AS sample_id,
+        json_extract(payload_json, '$.validator_version') AS validator_version,
         row_number() OVER (PARTITION BY recipe, task_key ORDER BY id DESC) AS recency
     FROM events
     WHERE event_type IN ('task_started', 'sample_accepted', 'sample_rejected', 'task_failed')
@@ -171,7 +172,7 @@ WITH ranked AS (
 SELECT recipe, task_key,
     CASE event_type WHEN 'sample_accepted' THEN 'accepted' WHEN 'sample_rejected' THEN 'rejected'
         WHEN 'task_failed' THEN 'failed' ELSE 'pending' END AS state,
-    reason, sample_id, run_id AS last_run_id, created_utc AS updated_utc
+    reason, sample_id, validator_version, run_id AS last_run_id, created_utc AS updated_utc
 FROM ranked WHERE recency = 1 ORDER BY recipe, task_key
 """
 SCAN_RUN_SUMMARY = """

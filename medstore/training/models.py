@@ -49,11 +49,13 @@ def load_base_model(spec: str, *, dtype: Any = None, device: str | None = None) 
         if device:
             model = model.to(device)
         return LoadedModel(model, copy.deepcopy(tokenizer), f"{BUNDLED}:{MODEL_NAME}", weights_hash)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from medstore.llm.local import load_pretrained
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec)
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype or torch.float32)
+        model = load_pretrained(spec, dtype=dtype or torch.float32)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainError(f"cannot load base model {spec!r}: {first_line}") from exc
@@ -65,7 +67,9 @@ def load_base_model(spec: str, *, dtype: Any = None, device: str | None = None) 
 def load_student(config: TrainConfig, chat_template: str | None = None) -> LoadedModel:
     """The base model to train, loaded once (not the teacher's shared copy) with the attention
     kernel asked for, in 4-bit for QLoRA, and with the chat template of ``--chat-template``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from medstore.llm.local import load_pretrained
 
     kwargs: dict[str, Any] = {
         "dtype": torch.bfloat16 if config.bf16 and config.method == "lora" else torch.float32
@@ -86,7 +90,7 @@ def load_student(config: TrainConfig, chat_template: str | None = None) -> Loade
                 raise TrainError(str(exc)) from exc
             source, name = str(folder), f"{BUNDLED}:{MODEL_NAME}"
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = load_pretrained(source, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
