@@ -24,6 +24,19 @@ def db_option(fn: Callable) -> Callable:
     )(fn)
 
 
+def recipe_option_pairs(fn: Callable) -> Callable:
+    """``-o KEY VALUE``: a recipe option by name, llm-style (run and revalidate take it)."""
+    return click.option(
+        "-o",
+        "--option",
+        "pairs",
+        type=(str, str),
+        multiple=True,
+        metavar="KEY VALUE",
+        help="A recipe option as a key and a value, llm-style (e.g. -o min_preservation 0.7).",
+    )(fn)
+
+
 def json_option(fn: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
 

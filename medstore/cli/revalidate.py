@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from medstore.cli.model_options import add_model_options, build_model, given
-from medstore.cli.options import CONTEXT, db_option, echo_json, open_warehouse
+from medstore.cli.options import (
+    CONTEXT,
+    db_option,
+    echo_json,
+    open_warehouse,
+    recipe_option_pairs,
+)
 from medstore.cli.run import RunCommand, recipe_values
 from medstore.hookspecs import hookimpl
 from medstore.quality.options import ScanOptions
@@ -20,15 +26,7 @@ SCAN_FIELDS = list(ScanOptions.model_fields)
 @click.option(
     "--recipe", help="Whose tasks to judge again [default: every recipe in the warehouse]."
 )
-@click.option(
-    "-o",
-    "--option",
-    "pairs",
-    type=(str, str),
-    multiple=True,
-    metavar="KEY VALUE",
-    help="A recipe option as a key and a value (e.g. -o min_preservation 0.7).",
-)
+@recipe_option_pairs
 @click.option(
     "--source",
     help="Where the tasks were read from [default: the source of the recipe's latest run].",

@@ -18,7 +18,7 @@ from medstore.cli.model_options import (
     model_option,
     model_options,
 )
-from medstore.cli.options import CONTEXT, db_option
+from medstore.cli.options import CONTEXT, db_option, recipe_option_pairs
 from medstore.hookspecs import hookimpl
 from medstore.llm import BackendOptions, BackendUnavailable
 from medstore.pipeline.options import RunOptions
@@ -149,15 +149,7 @@ def recipe_values(
 @click.option("--source", help="Input file or folder [default: the recipe's shipped data].")
 @add_model_options(BackendOptions)
 @add_model_options(RunOptions)
-@click.option(
-    "-o",
-    "--option",
-    "pairs",
-    type=(str, str),
-    multiple=True,
-    metavar="KEY VALUE",
-    help="A recipe option as a key and a value, llm-style (e.g. -o min_preservation 0.7).",
-)
+@recipe_option_pairs
 @click.option(
     "--prices",
     type=click.Path(exists=True, dir_okay=False),
