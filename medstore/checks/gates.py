@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -101,7 +102,7 @@ def check_gates(output: Any, spec: GateSpec) -> list[GateFailure]:
     value = output.model_dump() if isinstance(output, BaseModel) else output
     if isinstance(value, str):
         return text_output_failures(value, spec)
-    failures = list(value_failures(value, "", spec))
+    failures = value_failures(value, "", spec)
     if spec.turns is not None:
         failures += turn_failures(value, spec.turns)
     if spec.vitals is not None:
@@ -127,23 +128,31 @@ def text_output_failures(text: str, spec: GateSpec) -> list[GateFailure]:
     return failures
 
 
-def value_failures(value: Any, path: str, spec: GateSpec) -> Iterator[GateFailure]:
+def value_failures(value: Any, path: str, spec: GateSpec) -> list[GateFailure]:
     """Text gates on every string, list gates on every list, walking a JSON value."""
+    failures: list[GateFailure] = []
+    walk_value(value, path, spec, failures)
+    return failures
+
+
+def walk_value(value: Any, path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
+    # One list filled by plain recursion: nested generators cost a frame per level per item.
     if isinstance(value, str):
         if not value.strip() and plain_path(path) in spec.optional_text:
             return
         problem = text_problem(value)
         if problem is not None:
-            yield GateFailure(problem[0], path, problem[1])
+            failures.append(GateFailure(problem[0], path, problem[1]))
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from value_failures(item, f"{path}.{key}" if path else key, spec)
+            walk_value(item, f"{path}.{key}" if path else key, spec, failures)
     elif isinstance(value, list):
-        yield from list_failures(value, path, spec)
+        failures.extend(list_failures(value, path, spec))
         for index, item in enumerate(value):
-            yield from value_failures(item, f"{path}.{index}", spec)
+            walk_value(item, f"{path}.{index}", spec, failures)
 
 
+@cache
 def plain_path(path: str) -> str:
     """A field path without list positions: ``turns.3.text`` → ``turns.text``."""
     return ".".join(part for part in path.split(".") if not part.isdigit())
