@@ -5,13 +5,17 @@ what every output already went through: JSON parsing, the pydantic schema and th
 validators (the ICD code-list lookup among them). The gates run on the parsed outputs, half
 good and half junk (the embedded model's shapes). Target: gates < 0.5 ms per sample.
 
-Run: python benchmarks/bench_gates.py [--samples 2000]
+The samples are varied (``benchmarks/consult_samples.py``): every good sample has its own
+patient, dialogue, reasoning and 2-5 differentials drawn from the labelled ICD pairs, so the
+gates' caches (short strings' answers, each code's title words) hit only where a real teacher's
+outputs repeat (short list items, common diagnoses), never on copies of one sample.
+
+Run: python benchmarks/bench_gates.py [--samples 2000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,15 +24,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.consult_samples import samples  # noqa: E402
 from medstore.checks.gates import check_gates  # noqa: E402
 from medstore.checks.icd10 import known_codes  # noqa: E402
 from medstore.checks.icd_match import titles  # noqa: E402
 from medstore.checks.parsing import extract_json, validate_model  # noqa: E402
 from medstore.recipes import consult  # noqa: E402
-from tests.teachers import DIALOGUE, EXPERT, REASONING, profile_reply  # noqa: E402
-from tests.teachers_junk import JUNK_DIALOGUE, JUNK_EXPERT, LOOP, junk_profile  # noqa: E402
 
-REQUEST = {"messages": [{"role": "user", "content": "age (40) ... sex (male)"}]}
 VARIABLES = {"age": 40, "sex": "male"}
 STAGES = {stage.name: stage for stage in consult.ConsultRecipe.stages}
 SPECS = {
@@ -37,22 +39,6 @@ SPECS = {
     "reasoning": consult.TEXT_GATES,
     "expert": consult.EXPERT_GATES,
 }
-
-
-def samples(n: int) -> list[dict[str, str]]:
-    good = {
-        "profile": profile_reply(REQUEST),
-        "dialogue": json.dumps(DIALOGUE),
-        "reasoning": REASONING,
-        "expert": json.dumps(EXPERT),
-    }
-    junk = {
-        "profile": junk_profile(REQUEST),
-        "dialogue": json.dumps({"turns": JUNK_DIALOGUE["turns"] * 2}),
-        "reasoning": LOOP,
-        "expert": json.dumps(JUNK_EXPERT),
-    }
-    return [good if i % 2 else junk for i in range(n)]
 
 
 def existing_validation(raw: dict[str, str]) -> dict[str, object]:
@@ -75,38 +61,57 @@ def timed(fn, items) -> tuple[float, list]:
     return time.process_time() - started, out
 
 
+def gate(outputs: dict) -> list:
+    return [check_gates(value, SPECS[name]) for name, value in outputs.items()]
+
+
+def one_round(n: int, seed: int) -> dict[str, object]:
+    """Validation, then the gates, on ``n`` fresh samples (half good, half junk)."""
+    parsed_raw = samples(n, seed)
+    base_s, parsed = timed(existing_validation, parsed_raw)
+    good_s, good_out = timed(gate, parsed[1::2])
+    junk_s, junk_out = timed(gate, parsed[0::2])
+    return {
+        "base": base_s,
+        "good": good_s,
+        "junk": junk_s,
+        "good_out": good_out,
+        "junk_out": junk_out,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh samples each; best kept")
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     started = time.perf_counter()
     known_codes()
     titles()
     load = time.perf_counter() - started
-    raw = samples(args.samples)
-    existing_validation(raw[0])  # warm caches
-    base_s, parsed = timed(existing_validation, raw)
-
-    def gate(outputs: dict) -> list:
-        return [check_gates(value, SPECS[name]) for name, value in outputs.items()]
-
-    good_s, _ = timed(gate, parsed[1::2])
-    junk_s, failures = timed(gate, parsed[0::2])
-    rejected = sum(any(stage) for stage in failures)
+    existing_validation(samples(2, seed=0)[1])  # warm the imports
+    rounds = [one_round(args.samples, seed=19 + r) for r in range(args.rounds)]
+    base_s, good_s, junk_s = (min(r[key] for r in rounds) for key in ("base", "good", "junk"))
     n, half = args.samples, args.samples // 2
-    gates_s = good_s + junk_s
-    print(f"{'measure (CPU time of this process)':<46}{'value':>14}  ratio")
+    print(f"{'measure (CPU time of this process, best round)':<46}{'value':>14}  ratio")
     print(f"{'code list + ICD titles, once per process':<46}{load:>12.2f} s")
     print(f"{'existing validation per sample':<46}{base_s / n * 1000:>11.3f} ms  baseline")
     for label, seconds, count in (
-        ("content gates per sample (all)", gates_s, n),
+        ("content gates per sample (all)", (good_s + junk_s), n),
         ("content gates per good sample", good_s, half),
         ("content gates per junk sample", junk_s, half),
     ):
         ratio = (seconds / count) / (base_s / n)
         print(f"{label:<46}{seconds / count * 1000:>11.3f} ms  {ratio:.2f}x of baseline")
-    print(f"{'junk samples rejected by the gates':<46}{rejected:>9}/{half}")
+    rejected = sum(any(out) for r in rounds for out in r["junk_out"])
+    passed = sum(not any(out) for r in rounds for out in r["good_out"])
+    total = half * args.rounds
+    print(f"{'junk samples rejected by the gates':<46}{rejected:>9}/{total}")
+    print(f"{'good samples passing every gate':<46}{passed:>9}/{total}")
+    good_failures = [stage for r in rounds for out in r["good_out"] for stage in out if stage]
+    for failure in good_failures[:5]:
+        print(f"  good sample failed: {failure}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ a stage with ``GateSpec`` and adds ``content_gates(spec)`` to the stage's valida
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -131,25 +131,54 @@ def text_output_failures(text: str, spec: GateSpec) -> list[GateFailure]:
 def value_failures(value: Any, path: str, spec: GateSpec) -> list[GateFailure]:
     """Text gates on every string, list gates on every list, walking a JSON value."""
     failures: list[GateFailure] = []
-    walk_value(value, path, spec, failures)
+    if isinstance(value, str):
+        string_failure(value, path, spec, failures)
+    elif isinstance(value, dict):
+        walk_dict(value, path, spec, failures)
+    elif isinstance(value, list):
+        walk_list(value, path, spec, failures)
     return failures
 
 
-def walk_value(value: Any, path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
-    # One list filled by plain recursion: nested generators cost a frame per level per item.
-    if isinstance(value, str):
-        if not value.strip() and plain_path(path) in spec.optional_text:
-            return
-        problem = text_problem(value)
-        if problem is not None:
-            failures.append(GateFailure(problem[0], path, problem[1]))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            walk_value(item, f"{path}.{key}" if path else key, spec, failures)
-    elif isinstance(value, list):
-        failures.extend(list_failures(value, path, spec))
-        for index, item in enumerate(value):
-            walk_value(item, f"{path}.{index}", spec, failures)
+# One list filled by plain recursion (nested generators cost a frame per level per item), and a
+# string's field path is only formatted when the string fails a gate: most values are strings.
+def walk_dict(value: dict, path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
+    for key, item in value.items():
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                string_failure(item, f"{path}.{key}" if path else key, spec, failures, problem)
+        elif isinstance(item, dict):
+            walk_dict(item, f"{path}.{key}" if path else key, spec, failures)
+        elif isinstance(item, list):
+            walk_list(item, f"{path}.{key}" if path else key, spec, failures)
+
+
+def walk_list(items: list, path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
+    list_failures(items, path, spec, failures)
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                string_failure(item, f"{path}.{index}", spec, failures, problem)
+        elif isinstance(item, dict):
+            walk_dict(item, f"{path}.{index}", spec, failures)
+        elif isinstance(item, list):
+            walk_list(item, f"{path}.{index}", spec, failures)
+
+
+def string_failure(
+    text: str,
+    path: str,
+    spec: GateSpec,
+    failures: list[GateFailure],
+    problem: tuple[str, str] | None = None,
+) -> None:
+    """Record the gate ``text`` fails, unless it is blank where the field may be blank."""
+    problem = problem or text_problem(text)
+    if problem is None or (not text.strip() and plain_path(path) in spec.optional_text):
+        return
+    failures.append(GateFailure(problem[0], path, problem[1]))
 
 
 @cache
@@ -158,30 +187,40 @@ def plain_path(path: str) -> str:
     return ".".join(part for part in path.split(".") if not part.isdigit())
 
 
-def list_failures(items: list[Any], path: str, spec: GateSpec) -> Iterator[GateFailure]:
-    plain = plain_path(path)
+def list_failures(items: list[Any], path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
+    """``empty_list`` where an item is required; ``repeated_items`` among strings, or among the
+    ``unique_by`` fields of a list of objects."""
     if not items:
-        if plain in spec.required_lists:
-            yield GateFailure("empty_list", path, "is empty; it needs at least one item")
+        if plain_path(path) in spec.required_lists:
+            failures.append(GateFailure("empty_list", path, "is empty; it needs at least one item"))
         return
-    strings = all(isinstance(item, str) for item in items)
-    keys: Sequence[str | None] = [None] if strings else spec.unique_by.get(plain, ())
-    for key in keys:
-        seen: dict[str, int] = {}
-        for index, item in enumerate(items):
-            text = item if key is None else (item.get(key) if isinstance(item, dict) else None)
-            if not isinstance(text, str) or not text.strip():
-                continue
-            norm = normalise(text)
-            if norm in seen:
-                where = f"{path}.{index}" + (f".{key}" if key else "")
-                yield GateFailure(
+    if all(isinstance(item, str) for item in items):
+        repeated_strings(items, path, None, failures)
+        return
+    for key in spec.unique_by.get(plain_path(path), ()):
+        texts = [item.get(key) if isinstance(item, dict) else None for item in items]
+        repeated_strings(texts, path, key, failures)
+
+
+def repeated_strings(
+    texts: list[Any], path: str, key: str | None, failures: list[GateFailure]
+) -> None:
+    seen: dict[str, int] = {}
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            continue
+        norm = " ".join(text.lower().split())
+        if norm in seen:
+            where = f"{path}.{index}" + (f".{key}" if key else "")
+            failures.append(
+                GateFailure(
                     "repeated_items",
                     where,
                     f"{shorten(text)!r} repeats item {seen[norm]}; each item must be different",
                 )
-            else:
-                seen[norm] = index
+            )
+        else:
+            seen[norm] = index
 
 
 def turn_failures(value: dict[str, Any], rule: TurnRule) -> list[GateFailure]:
