@@ -80,8 +80,12 @@ def placeholder_problem(text: str, lower: str | None = None) -> str | None:
         return f"{shorten(text)!r} is a template slot, not content"
     if ("lorem" in plain or "dolor" in plain) and LOREM.search(text):  # skip most regex scans
         return "is lorem ipsum filler"
-    words = WORD.findall(plain) if len(plain) <= 60 else ()  # placeholders are short
-    if words and all(word in PLACEHOLDER_WORDS for word in words):
+    if len(plain) > 60:  # placeholders are short
+        return None
+    first = WORD.search(plain)  # most texts' first word is no placeholder: no findall then
+    if first is None or first.group() not in PLACEHOLDER_WORDS:
+        return None
+    if all(word in PLACEHOLDER_WORDS for word in WORD.findall(plain)):
         return f"{shorten(text)!r} is a placeholder, not content"
     return None
 

@@ -21,7 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from medstore.checks.degenerate import normalise, shorten, text_problem
+from medstore.checks.degenerate import (
+    SHORT,
+    checked_text_problem,
+    short_text_problem,
+    shorten,
+    text_problem,
+)
 from medstore.checks.icd_match import icd_mismatch
 from medstore.checks.vitals import vital_problem
 
@@ -145,7 +151,8 @@ def value_failures(value: Any, path: str, spec: GateSpec) -> list[GateFailure]:
 def walk_dict(value: dict, path: str, spec: GateSpec, failures: list[GateFailure]) -> None:
     for key, item in value.items():
         if isinstance(item, str):
-            problem = text_problem(item)
+            # text_problem, inlined: a call less per string
+            problem = short_text_problem(item) if len(item) <= SHORT else checked_text_problem(item)
             if problem is not None:
                 string_failure(item, f"{path}.{key}" if path else key, spec, failures, problem)
         elif isinstance(item, dict):
@@ -158,7 +165,7 @@ def walk_list(items: list, path: str, spec: GateSpec, failures: list[GateFailure
     list_failures(items, path, spec, failures)
     for index, item in enumerate(items):
         if isinstance(item, str):
-            problem = text_problem(item)
+            problem = short_text_problem(item) if len(item) <= SHORT else checked_text_problem(item)
             if problem is not None:
                 string_failure(item, f"{path}.{index}", spec, failures, problem)
         elif isinstance(item, dict):
@@ -205,6 +212,8 @@ def list_failures(items: list[Any], path: str, spec: GateSpec, failures: list[Ga
 def repeated_strings(
     texts: list[Any], path: str, key: str | None, failures: list[GateFailure]
 ) -> None:
+    if len(texts) < 2:
+        return
     seen: dict[str, int] = {}
     for index, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
@@ -274,9 +283,12 @@ def repeated_turns(turns: list[Any], path: str, min_words: int = 4) -> list[Gate
     seen: dict[str, int] = {}
     for index, turn in enumerate(turns):
         text = turn.get("text") if isinstance(turn, dict) else None
-        if not isinstance(text, str) or len(text.split()) < min_words:
+        if not isinstance(text, str):
             continue
-        norm = normalise(text)
+        words = text.lower().split()  # one split: the word count and the normal form
+        if len(words) < min_words:
+            continue
+        norm = " ".join(words)
         if norm in seen:
             return [
                 GateFailure(

@@ -18,7 +18,7 @@ import html
 import re
 from functools import cache, lru_cache
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from medstore.checks.icd10 import code_list_file, is_icd10_code
 
@@ -152,6 +152,12 @@ def content_words(text: str) -> list[str]:
     return [stem(word) for word in normalise(text).split() if word not in GENERIC]
 
 
+@lru_cache(maxsize=65536)
+def diagnosis_words(diagnosis: str) -> tuple[str, ...]:
+    """``content_words`` of a diagnosis, cached: teachers name the same conditions again."""
+    return tuple(content_words(diagnosis))
+
+
 def stem(word: str) -> str:
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
@@ -160,36 +166,41 @@ def stem(word: str) -> str:
     return word
 
 
-def same_word(word: str, others: frozenset[str]) -> bool:
-    """``word`` is in ``others``, or a spelling variant of one (never hypo- for hyper-)."""
+def same_word(word: str, others: frozenset[str], long_others: tuple[str, ...] = ()) -> bool:
+    """``word`` is in ``others``, or a spelling variant of one (never hypo- for hyper-).
+    ``long_others``: the words of ``others`` of five letters or more, when the caller has them."""
     if word in others:
         return True
     if len(word) < 5:
         return False
+    candidates = long_others or tuple(other for other in others if len(other) >= 5)
+    # All the candidates at WORD_SIMILARITY or more, scored in one call (C), then the prefixes.
     return any(
-        len(other) >= 5
-        and fuzz.ratio(word, other) >= WORD_SIMILARITY
-        and word.startswith("hyper") == other.startswith("hyper")
-        and word.startswith("hypo") == other.startswith("hypo")
-        for other in others
+        other.startswith("hyper") == word.startswith("hyper")
+        and other.startswith("hypo") == word.startswith("hypo")
+        for other, _, _ in process.extract(
+            word, candidates, scorer=fuzz.ratio, score_cutoff=WORD_SIMILARITY, limit=None
+        )
     )
 
 
 @lru_cache(maxsize=65536)
-def code_words(code: str) -> tuple[frozenset[str], frozenset[str]]:
-    """The content words of a code's own title, and of all its titles (empty: not a code)."""
+def code_words(code: str) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
+    """The content words of a code's own title, of all its titles, and those of the latter of
+    five letters or more (the fuzzy match's candidates); empty: not a code."""
     texts = code_titles(code) if is_icd10_code(code) else []
     if not texts:
-        return frozenset(), frozenset()
+        return frozenset(), frozenset(), ()
     own = frozenset(content_words(texts[0]))
-    return own, frozenset(word for text in texts for word in content_words(text))
+    vocabulary = frozenset(word for text in texts for word in content_words(text))
+    return own, vocabulary, tuple(sorted(word for word in vocabulary if len(word) >= 5))
 
 
 def match_score(diagnosis: str, code: str) -> float | None:
     """Share (0-1) of the diagnosis' content words found among the code's title words, 0 on a
     contradiction; None when the code has no title (not a code) or the diagnosis no words."""
-    own, vocabulary = code_words(code.strip())
-    wanted = content_words(diagnosis)
+    own, vocabulary, long_words = code_words(code.strip())
+    wanted = diagnosis_words(diagnosis)
     if not vocabulary or not wanted:
         return None
     for one, other in OPPOSITES:
@@ -200,7 +211,7 @@ def match_score(diagnosis: str, code: str) -> float | None:
     own_numbers = {w for w in own if w.isdigit()}
     if numbers and own_numbers and not numbers & own_numbers:
         return 0.0
-    found = sum(same_word(word, vocabulary) for word in wanted)
+    found = sum(same_word(word, vocabulary, long_words) for word in wanted)
     return round(found / len(wanted), 4)
 
 

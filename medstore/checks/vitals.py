@@ -9,6 +9,7 @@ what no patient has and what is not a measurement at all ("", "normal", "N/A").
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 NUMBER = r"(\d{1,3}(?:\.\d{1,2})?)"
 # The value first, then its unit, then optional context ("on room air", "irregular").
@@ -41,6 +42,7 @@ EXAMPLES = {
 }
 
 
+@lru_cache(maxsize=65536)  # readings repeat ("98/min"), and the answer is a pure function
 def vital_problem(name: str, value: str) -> str | None:
     """Why ``value`` is not a plausible reading of vital sign ``name``; None when it is.
 
