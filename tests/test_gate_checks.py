@@ -110,3 +110,29 @@ def test_clinical_prose_with_repeated_terms_is_not_degenerate() -> None:
         "will separate unstable angina from myocardial infarction; an ECG comes first."
     )
     assert text_problem(prose) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "gate", "reason"),
+    [
+        # ASCII text takes the str.translate path, other text the regexes: same verdicts.
+        (" ".join(["Le patient va très bien."] * 10), "degenerate", "loops"),
+        (" ".join(["The patient is doing well."] * 10), "degenerate", "loops"),
+        ("→→→→→→ ok ←←←←←←", "degenerate", "mostly symbols"),
+        ("#$%^&*()_+!@ab", "degenerate", "mostly symbols"),
+        (" ".join(["épaule"] * 12 + ["thoracique", "bras"] * 10), "degenerate", None),
+        # Upper-case dotted I lowers to two characters: 16 letters become 16 words, a loop.
+        ("İ" * 16, "degenerate", "loops"),
+        ("TBD, unknown", "placeholder", "placeholder"),
+        ("none yet, awaiting the CT report", None, None),
+        ("Lorem ipsum dolor sit amet, consectetur adipiscing elit", "placeholder", "lorem"),
+        ("Dolor in the left knee for three days", None, None),
+    ],
+)
+def test_text_gates_fast_paths_keep_the_verdicts(
+    text: str, gate: str | None, reason: str | None
+) -> None:
+    found = text_problem(text)
+    assert (found[0] if found else None) == gate
+    if reason is not None:
+        assert reason in found[1]

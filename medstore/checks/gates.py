@@ -312,11 +312,14 @@ def vitals_failures(vitals: dict[str, Any], path: str) -> list[GateFailure]:
 
 def icd_failures(value: dict[str, Any], list_field: str, name: str, code: str) -> list[GateFailure]:
     failures = []
+    answers: dict[tuple[str, str], str | None] = {}  # a pair repeated in one output: once
     for index, item in enumerate(value.get(list_field) or []):
         diagnosis, icd = item.get(name), item.get(code)
         if not isinstance(diagnosis, str) or not isinstance(icd, str):
             continue
-        problem = icd_mismatch(diagnosis, icd)
+        if (diagnosis, icd) not in answers:
+            answers[diagnosis, icd] = icd_mismatch(diagnosis, icd)
+        problem = answers[diagnosis, icd]
         if problem is not None:
             failures.append(GateFailure("icd_mismatch", f"{list_field}.{index}.{code}", problem))
     return failures
