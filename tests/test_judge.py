@@ -160,3 +160,124 @@ def test_a_remote_judge_never_sees_credentialed_data(tmp_path: Path) -> None:
             " WHERE event_type = 'data_use_decision' ORDER BY id"
         )
     assert [row["rule"] for row in rules] == ["loopback", "refused_remote_host"]
+
+
+def graded_judge(request: dict) -> str:
+    """Scores case-00 3, case-01 4, case-02 5."""
+    text = first_user_message(request)
+    score = next(s for case, s in (("case-00", 3), ("case-01", 4), ("case-02", 5)) if case in text)
+    return json.dumps(
+        {
+            "clinical_correctness": score,
+            "consistency": score,
+            "completeness": score,
+            "score": score,
+            "reasons": [f"case scored {score}"],
+        }
+    )
+
+
+def accepted_cases(db: Path) -> set[str]:
+    with Warehouse(db, readonly=True) as warehouse:
+        rows = warehouse.query("SELECT task_key FROM samples WHERE recipe = 'consult'")
+    return {row["task_key"].split(":")[1] for row in rows}
+
+
+def test_a_changed_min_judge_score_is_stale_on_resume_and_revalidate_applies_it_with_no_call(
+    tmp_path: Path,
+) -> None:
+    """The threshold is part of the validator version: a resume under another one says so in
+    one line, and `revalidate` (or `run --revalidate`) gates again on the judge's recorded
+    scores: not one request to the teacher or the judge."""
+    source = write_scenarios(tmp_path / "scenarios.json", 3)
+    db = tmp_path / "graded.db"
+    with serve() as teacher, serve() as judge:
+        teacher.set_responder(consult_teacher)
+        judge.set_responder(graded_judge)
+        first = run(db, source, teacher, judge, "--min-judge-score", "3")
+        assert "3 accepted, 0 rejected" in first.output, first.output
+        chats = (len(teacher.chat_requests()), len(judge.chat_requests()))
+        assert chats[1] == 3
+
+        resumed = run(db, source, teacher, judge, "--min-judge-score", "4")
+        stale = [line for line in resumed.output.splitlines() if "other validators" in line]
+        assert stale == [
+            stale[0]  # one line, with the version and what to do
+        ] and stale[0].startswith("3 of the already done were judged under other validators")
+        assert "--revalidate to apply them (no calls), --redo to regenerate" in stale[0]
+        assert "3 already done" in resumed.output
+        assert (len(teacher.chat_requests()), len(judge.chat_requests())) == chats
+        calls = (teacher.request_count, judge.request_count)  # every request, /models too
+
+        again = invoke_cli("revalidate", "--recipe", "consult", "--min-judge-score", "4",
+                           "--db", str(db))  # fmt: skip
+        assert again.exit_code == 0, again.output
+        assert "3 task(s) judged again from the log with 0 LLM calls: 2 unchanged, 1 left" in (
+            again.output
+        ), again.output
+        assert "left: consult:case-00:v1: judge: score 3 below 4" in again.output
+        assert (teacher.request_count, judge.request_count) == calls
+        assert accepted_cases(db) == {"case-01", "case-02"}
+
+        # The versions agree now: a resume under the same threshold has nothing stale.
+        same = run(db, source, teacher, judge, "--min-judge-score", "4")
+        assert "other validators" not in same.output and "3 already done" in same.output
+        # `run --revalidate` applies the run's own judge and threshold first.
+        stricter = run(db, source, teacher, judge, "--min-judge-score", "5", "--revalidate")
+        assert stricter.exit_code == 0, stricter.output
+        assert "2 unchanged, 1 left the dataset" in stricter.output, stricter.output
+        assert (len(teacher.chat_requests()), len(judge.chat_requests())) == chats
+        calls = (teacher.request_count, judge.request_count)
+        assert accepted_cases(db) == {"case-02"}
+
+        # Another judge's scores are not in the log: judging under it would take a call.
+        other = invoke_cli("revalidate", "--recipe", "consult", "--min-judge-score", "3",
+                           "--judge-model", "other-judge", "--db", str(db))  # fmt: skip
+        assert "0 unchanged, 0 left the dataset, 0 joined, 0 changed, 3 unresolved" in (
+            other.output
+        ), other.output
+        assert "stage judge would need a call" in other.output
+        assert (teacher.request_count, judge.request_count) == calls
+        assert accepted_cases(db) == {"case-02"}
+
+        # Without a threshold the judge gates nothing: the options given now apply.
+        relaxed = invoke_cli("revalidate", "--recipe", "consult", "--db", str(db))
+        assert "1 unchanged, 0 left the dataset, 2 joined" in relaxed.output, relaxed.output
+        assert (teacher.request_count, judge.request_count) == calls
+    assert accepted_cases(db) == {"case-00", "case-01", "case-02"}
+    report = invoke_cli("report", "--recipe", "consult", "--db", str(db), "--json")
+    # Each task's latest judge verdict: the scores once each, the passes under threshold 5.
+    assert json.loads(report.output)["judge_scores"] == [
+        {"score": 3, "samples": 1, "passed": 0},
+        {"score": 4, "samples": 1, "passed": 0},
+        {"score": 5, "samples": 1, "passed": 1},
+    ]
+
+
+def test_min_judge_score_without_judge_scores_is_a_one_line_error(tmp_path: Path) -> None:
+    source = write_scenarios(tmp_path / "scenarios.json", 1)
+    db = tmp_path / "unjudged.db"
+    with serve() as teacher:
+        teacher.set_responder(consult_teacher)
+        args = ["run", "--recipe", "consult", "--source", str(source), "--base-url",
+                teacher.openai_base_url, "--model", "teacher-m", "--db", str(db),
+                "--retry-base-delay", "0", "--no-progress"]  # fmt: skip
+        no_judge = invoke_cli(*args, "--min-judge-score", "3")
+        assert no_judge.exit_code != 0 and teacher.request_count == 0
+        assert "--min-judge-score needs a judge: give --judge-base-url" in no_judge.output
+        assert invoke_cli(*args).exit_code == 0
+        calls = teacher.request_count
+        result = invoke_cli("revalidate", "--recipe", "consult", "--min-judge-score", "3",
+                            "--db", str(db))  # fmt: skip
+        assert teacher.request_count == calls
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --min-judge-score: the log holds no judge scores of consult (run it with "
+        "--judge-base-url/--judge-model first)"
+    )
+    bad = invoke_cli("revalidate", "--recipe", "consult", "--min-judge-score", "7", "--db", str(db))
+    assert bad.exit_code != 0 and "--min-judge-score" in bad.output
+
+
+def invoke_cli(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -17,9 +17,12 @@ from medstore.cli.options import (
 )
 from medstore.cli.run import RunCommand, recipe_values
 from medstore.hookspecs import hookimpl
+from medstore.pipeline.options import RunOptions
 from medstore.quality.options import ScanOptions
 
 SCAN_FIELDS = list(ScanOptions.model_fields)
+# The judge's gate: its recorded scores against a new threshold (no judge is called).
+JUDGE_FIELDS = ["judge_model", "min_judge_score"]
 
 
 @click.command(cls=RunCommand, context_settings=CONTEXT)
@@ -37,6 +40,7 @@ SCAN_FIELDS = list(ScanOptions.model_fields)
     is_flag=True,
     help="Judge every finished task, not only those judged under other validators or options.",
 )
+@add_model_options(RunOptions, exclude=set(RunOptions.model_fields) - set(JUDGE_FIELDS))
 @add_model_options(ScanOptions)
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -49,19 +53,26 @@ def revalidate(**params: Any) -> None:
     and exports (the reason is in `status` and the task's page), samples that now pass join.
     Then the dataset is scanned for near-duplicates and contamination (see `report`).
 
+    The options given now are the ones applied (a recipe option not given takes its default).
+
+    `--min-judge-score N` gates again on the judge's recorded scores (those of `--judge-model`,
+    else of the recipe's latest judge): no judge is called; without it the judge gates nothing.
+
     \b
     Example:
         python cli.py revalidate --recipe hierarchical --min-preservation 0.7
+        python cli.py revalidate --recipe consult --min-judge-score 4
         python cli.py revalidate --recipe consult --all --against heldout.jsonl
         python cli.py revalidate
     """
-    from medstore.pipeline.revalidate import Revalidation
+    from medstore.pipeline.revalidate import Revalidation, RevalidationError
     from medstore.plugins import get_recipe
     from medstore.quality.eval_sets import EvalSetError
     from medstore.quality.scan import scan_recipe
 
     ctx = click.get_current_context()
     scan_options = build_model(ScanOptions, given(ctx, SCAN_FIELDS))
+    judging = build_model(RunOptions, given(ctx, JUDGE_FIELDS))
     recipe_flags = given(ctx, [option.name for option, _ in ctx.command.recipe_table().values()])
     if not params["recipe"] and (params["pairs"] or recipe_flags):
         raise click.UsageError("recipe options need --recipe (whose options they are)")
@@ -75,9 +86,17 @@ def revalidate(**params: Any) -> None:
                 raise click.ClickException(exc.args[0]) from exc
             values = recipe_values(ctx, name, params["pairs"]) if params["recipe"] else {}
             recipe = recipe_class(build_model(recipe_class.Options, values))
-            result = Revalidation(
-                warehouse, recipe, everything=params["everything"], source=params["source"]
-            ).run()
+            try:
+                revalidation = Revalidation(
+                    warehouse,
+                    recipe,
+                    everything=params["everything"],
+                    source=params["source"],
+                    options=judging,
+                )
+            except RevalidationError as exc:
+                raise click.ClickException(str(exc)) from exc
+            result = revalidation.run()
             try:
                 scan = scan_recipe(warehouse, recipe, scan_options)
             except EvalSetError as exc:

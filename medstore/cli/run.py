@@ -208,7 +208,7 @@ def run(**params: Any) -> None:
             click.echo(render_estimate(estimate(plan, params["db_path"]).as_dict(), plan))
             return
         if run_options.revalidate and Path(params["db_path"] or default_db_path()).exists():
-            click.echo(revalidate_first(plan.recipe, params["db_path"]))
+            click.echo(revalidate_first(plan, params["db_path"]))
         say = lambda line: click.echo(line, err=True)  # noqa: E731
         result, runner = execute(plan, params["db_path"], say=say)
     except (
@@ -280,14 +280,19 @@ def render_result(result: Any, runner: Any, options: RunOptions) -> str:
     return "\n".join(lines)
 
 
-def revalidate_first(recipe: Any, db_path: str | None) -> str:
-    """`run --revalidate`: the finished tasks judged under other validators, judged again."""
+def revalidate_first(plan: Any, db_path: str | None) -> str:
+    """`run --revalidate`: the finished tasks judged under other validators, judged again
+    (under the run's options: its judge's recorded scores against its --min-judge-score)."""
     from medstore.cli.revalidate import render_counts
     from medstore.pipeline.revalidate import Revalidation
     from medstore.warehouse.store import Warehouse
 
+    judge_model = plan.judge.model if plan.judge is not None else None
     with Warehouse(db_path or default_db_path()) as warehouse:
-        return render_counts(Revalidation(warehouse, recipe).run())
+        revalidation = Revalidation(
+            warehouse, plan.recipe, options=plan.options, judge_model=judge_model
+        )
+        return render_counts(revalidation.run())
 
 
 def scan_after_run(recipe: Any, db_path: str) -> str:

@@ -41,8 +41,14 @@ def wants_judge(options: RunOptions) -> bool:
 
 
 def make_judge(options: RunOptions) -> Backend | None:
-    """The judge's backend, or None when no --judge-* option is given."""
+    """The judge's backend, or None when no --judge-* option is given; ValueError for a
+    --min-judge-score without a judge (it would gate nothing)."""
     if not wants_judge(options):
+        if options.min_judge_score is not None:
+            raise ValueError(
+                "--min-judge-score needs a judge: give --judge-base-url, --judge-model or "
+                "--judge-backend"
+            )
         return None
     from medstore.llm import BackendOptions, make_backend
 

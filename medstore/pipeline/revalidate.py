@@ -12,6 +12,11 @@ but every stage call is answered from the log: the recorded answer to the same i
   attempt, so the next prompt differs) cannot be judged without a call: the task keeps its
   verdict and is counted as unresolved.
 
+- Where ``--min-judge-score`` is given, the judge gates again too, with the scores it gave:
+  its recorded answer (the judge model's named with ``--judge-model``, else the model of the
+  recipe's latest judge call) to the same sample is scored against the new threshold. A
+  sample the log holds no score of, from that model, is unresolved (judging it takes a call).
+
 The new verdicts (``validation_verdict``, ``sample_accepted`` / ``sample_rejected`` marked
 ``revalidated``) carry the current validator version; the latest verdict of a task decides its
 membership in ``samples`` (sql/views/20_task_state.sql, sql/derived/sample_index.sql).
@@ -27,10 +32,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medstore.pipeline.context import TaskContext
+from medstore.pipeline.judge import judge_sample
 from medstore.pipeline.options import RunOptions
 from medstore.pipeline.runner import accepted_event
 from medstore.pipeline.stage import Stage, StageRejected
-from medstore.pipeline.validator_version import validator_version
+from medstore.pipeline.validator_version import judge_gate, validator_version
 from medstore.resources import code_version
 from medstore.sources.base import Task
 from medstore.warehouse.events import (
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
     from medstore.recipes.base import Recipe
 
 SHOWN_CHANGES = 10
+JUDGE_STAGE = "judge"  # the judge's calls (medstore/pipeline/judge.py, judge_stage)
 
 
 class ReplayMissing(Exception):
@@ -69,12 +76,17 @@ def instructions_key(messages: list[dict[str, Any]]) -> tuple[str, ...]:
 
 
 class RecordedAnswers:
-    """A task's recorded answers by (stage, attempt, instructions); the latest one wins."""
+    """A task's recorded answers by (stage, attempt, instructions); the latest one wins. The
+    judge's answers count only from ``judge_model`` (another judge's scores are not its)."""
 
-    def __init__(self, warehouse: Warehouse, recipe: str, task_key: str) -> None:
+    def __init__(
+        self, warehouse: Warehouse, recipe: str, task_key: str, judge_model: str | None = None
+    ) -> None:
         self.warehouse = warehouse
         self.blobs: dict[tuple[str, int, tuple[str, ...]], str] = {}
         for row in warehouse.select("revalidation_answers", recipe=recipe, task_key=task_key):
+            if row["stage"] == JUDGE_STAGE and row["model"] != judge_model:
+                continue
             key = (row["stage"], row["attempt"] or 0, instructions_key(json.loads(row["messages"])))
             self.blobs[key] = row["raw_output_blob"]
 
@@ -134,6 +146,17 @@ class ReplayContext(TaskContext):
         )
 
 
+@dataclass(frozen=True)
+class RecordedJudge:
+    """The judge as revalidation knows it: a model whose answers the log holds (never called)."""
+
+    model: str
+
+
+class RevalidationError(ValueError):
+    """Revalidation cannot start as asked (a one-line reason)."""
+
+
 @dataclass
 class RevalidationResult:
     run_id: str
@@ -155,18 +178,42 @@ class Revalidation:
         *,
         everything: bool = False,
         source: str | None = None,
+        options: RunOptions | None = None,
+        judge_model: str | None = None,
     ) -> None:
+        """``options``: the run options that judge (``min_judge_score``, ``judge_model``);
+        ``judge_model``: the judge whose scores count, over ``options.judge_model`` (a run's
+        resolved judge). RevalidationError when a threshold is given and the log holds no
+        judge call of the recipe."""
         self.warehouse = warehouse
         self.recipe = recipe
         self.everything = everything
         self.source = source
         self.notes: list[str] = []
         self.run_id = uuid7()
-        self.validator_version = validator_version(recipe)
-        self.options = RunOptions()
+        self.options = options or RunOptions()
+        self.gating_judge = self.recorded_judge(judge_model or self.options.judge_model)
+        self.validator_version = validator_version(
+            recipe,
+            judge_gate(self.gating_judge and self.gating_judge.model, self.options.min_judge_score),
+        )
         self.secrets: tuple[str, ...] = ()
         self.writer = Collector()
         self.from_source: dict[str, Task] = {}
+
+    def recorded_judge(self, model: str | None) -> RecordedJudge | None:
+        """The judge whose recorded scores gate again; None without --min-judge-score."""
+        if self.options.min_judge_score is None:
+            return None
+        model = model or self.warehouse.select_value(
+            "revalidation_judge_model", recipe=self.recipe.name
+        )
+        if model is None:
+            raise RevalidationError(
+                f"--min-judge-score: the log holds no judge scores of {self.recipe.name} "
+                "(run it with --judge-base-url/--judge-model first)"
+            )
+        return RecordedJudge(model)
 
     def tasks(self) -> list[dict[str, Any]]:
         """The finished tasks to judge: those judged under another version (or all)."""
@@ -203,6 +250,8 @@ class Revalidation:
                     "validator_version": self.validator_version,
                     "everything": self.everything,
                     "tasks_to_do": len(rows),
+                    "min_judge_score": self.options.min_judge_score,
+                    "judge_model": self.gating_judge and self.gating_judge.model,
                 },
                 code_version=code_version(),
                 prompt_hashes=self.recipe.prompt_hashes(),
@@ -225,12 +274,17 @@ class Revalidation:
             row["source_id"],
             json.loads(self.warehouse.blob(row["source_record_blob"]) or "{}"),
         )
-        answers = RecordedAnswers(self.warehouse, self.recipe.name, task.key)
+        answers = RecordedAnswers(
+            self.warehouse,
+            self.recipe.name,
+            task.key,
+            self.gating_judge and self.gating_judge.model,
+        )
         self.writer = Collector()
         ctx = ReplayContext(self, task, answers)
         result.counts["judged"] += 1
         try:
-            sample = asyncio.run(self.recipe.run(task, ctx))
+            sample = asyncio.run(self.replay(task, ctx))
         except ReplayMissing as missing:
             result.counts["unresolved"] += 1
             note = f"stage {missing} would need a call (`run --redo`)"
@@ -255,6 +309,13 @@ class Revalidation:
         ctx.submit_pending()  # the context batches its events until it would wait
         append_records(self.warehouse.conn, self.writer.records)
         self.count(row, verdict, reason, result)
+
+    async def replay(self, task: Task, ctx: ReplayContext) -> dict[str, Any]:
+        """The recipe's stages, then the judge where it gates: every call answered by the log."""
+        sample = await self.recipe.run(task, ctx)
+        if self.gating_judge is not None:
+            await judge_sample(ctx, self.gating_judge, sample, self.options.min_judge_score)  # type: ignore[arg-type]
+        return sample
 
     def count(
         self, row: dict[str, Any], verdict: Event, reason: str, result: RevalidationResult

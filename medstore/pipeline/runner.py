@@ -30,7 +30,7 @@ from medstore.pipeline.options import RunOptions
 from medstore.pipeline.progress import RunProgress
 from medstore.pipeline.ratelimit import RateLimiter
 from medstore.pipeline.stage import StageRejected
-from medstore.pipeline.validator_version import validator_version
+from medstore.pipeline.validator_version import judge_gate, validator_version
 from medstore.resources import code_version
 from medstore.sources.base import Skip, Task
 from medstore.warehouse.events import (
@@ -95,7 +95,9 @@ class Runner:
         self.failures: Counter = Counter()
         self.failure_messages: dict[str, str] = {}
         self.cost = 0.0
-        self.validator_version = validator_version(recipe)
+        self.validator_version = validator_version(
+            recipe, judge_gate(judge.model if judge else None, self.options.min_judge_score)
+        )
         # Finished tasks judged under another validator version (see ``plan``).
         self.stale: list[str] = []
         self.writer: BatchWriter

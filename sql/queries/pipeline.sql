@@ -46,17 +46,27 @@ ORDER BY t.task_key;
 
 -- name: revalidation_answers
 -- Every recorded answer (a response or a cache replay) to a task's requests, oldest first,
--- with the request's stage, repair attempt and messages (content blob hashes).
+-- with the request's stage, repair attempt, messages (content blob hashes) and model.
 SELECT
     q.stage,
     q.attempt,
     json_extract(q.payload_json, '$.messages') AS messages,
+    json_extract(q.payload_json, '$.model') AS model,
     json_extract(a.payload_json, '$.raw_output_blob') AS raw_output_blob
 FROM events q
 JOIN events a ON a.parent_event_id = q.event_id
 WHERE q.recipe = :recipe AND q.task_key = :task_key AND q.event_type = 'llm_request'
   AND a.event_type IN ('llm_response', 'cache_replay')
 ORDER BY a.id;
+
+-- name: revalidation_judge_model
+-- The model of a recipe's latest judge call: whose recorded scores `revalidate
+-- --min-judge-score` applies when no --judge-model is given.
+SELECT json_extract(payload_json, '$.model') AS model
+FROM events
+WHERE recipe = :recipe AND event_type = 'llm_request' AND stage = 'judge'
+ORDER BY id DESC
+LIMIT 1;
 
 -- name: revalidation_recipes
 -- The recipes with finished tasks in the warehouse (what `revalidate` without --recipe judges).

@@ -148,12 +148,19 @@ WHERE r.run_id = :run_id AND r.event_type = 'sample_rejected'
 
 -- name: report_judge_scores
 -- The judge's overall scores (medstore/pipeline/judge.py): how many candidates got each, and
--- how many of those passed --min-judge-score.
+-- how many of those passed --min-judge-score; each task's latest judge verdict (a revalidation
+-- under another threshold judges again with the same score).
+WITH latest AS (
+    SELECT max(id) AS id
+    FROM events
+    WHERE event_type = 'validation_verdict' AND recipe = :recipe AND stage = 'judge_score'
+    GROUP BY task_key
+)
 SELECT
-    json_extract(payload_json, '$.metrics.judge_score') AS score,
+    json_extract(e.payload_json, '$.metrics.judge_score') AS score,
     count(*) AS n,
-    sum(json_extract(payload_json, '$.passed')) AS passed
-FROM events
-WHERE event_type = 'validation_verdict' AND recipe = :recipe AND stage = 'judge_score'
+    sum(json_extract(e.payload_json, '$.passed')) AS passed
+FROM events e
+JOIN latest ON latest.id = e.id
 GROUP BY 1
 ORDER BY 1;
