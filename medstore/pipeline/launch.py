@@ -74,7 +74,8 @@ def estimate(plan: RunPlan, db_path: str | None) -> Estimate:
     warehouse that does not exist yet is not created."""
     path = db_path or default_db_path()
     with Warehouse(path if Path(path).exists() else ":memory:") as warehouse:
-        runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options)
+        # With the judge: its gate is part of the validator version that picks stale tasks.
+        runner = Runner(warehouse, plan.recipe, plan.teacher, plan.options, plan.judge)
         return runner.estimate(plan.source)
 
 
