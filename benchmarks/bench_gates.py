@@ -10,7 +10,7 @@ patient, dialogue, reasoning and 2-5 differentials drawn from the labelled ICD p
 gates' caches (short strings' answers, each code's title words) hit only where a real teacher's
 outputs repeat (short list items, common diagnoses), never on copies of one sample.
 
-Run: python benchmarks/bench_gates.py [--samples 2000] [--rounds 3]
+Run: python benchmarks/bench_gates.py [--samples 2000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def one_round(n: int, seed: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3, help="fresh samples each; best kept")
+    parser.add_argument("--rounds", type=int, default=5, help="fresh samples each; best kept")
     args = parser.parse_args()
     print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     started = time.perf_counter()
