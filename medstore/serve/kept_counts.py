@@ -142,5 +142,6 @@ def use_kept_counts(datasette: Any, name: str) -> None:
     if isinstance(current, KeptCountsDatabase):
         return
     replacement = KeptCountsDatabase(datasette, path=current.path, is_mutable=current.is_mutable)
+    current.close()
     datasette.remove_database(name)
     datasette.add_database(replacement, name=name, route=current.route)
