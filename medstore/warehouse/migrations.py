@@ -428,8 +428,12 @@ def m011_facet_counts(conn: sqlite3.Connection) -> None:
             n INTEGER NOT NULL
         );
         CREATE INDEX sample_counts_key ON sample_counts(recipe, label, review_verdict);
-        CREATE TABLE event_counts (recipe TEXT, event_type TEXT NOT NULL, n INTEGER NOT NULL);
-        CREATE INDEX event_counts_key ON event_counts(recipe, event_type);
+        CREATE TABLE event_counts (
+            recipe TEXT NOT NULL,  -- '' for events of no recipe (no recipe is named '')
+            event_type TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (recipe, event_type)
+        ) WITHOUT ROWID;
         CREATE TRIGGER sample_index_facets_insert AFTER INSERT ON sample_index
             BEGIN {add.format("NEW", **new)} END;
         CREATE TRIGGER sample_index_facets_update AFTER UPDATE ON sample_index WHEN {moved}

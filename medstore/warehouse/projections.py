@@ -92,7 +92,6 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
             failures[key] = failures.get(key, 0) + 1
     counted = [{"recipe": r, "event_type": kind, "n": n} for (r, kind), n in kinds.items()]
     queries.execute_many(conn, "projection_count_events", counted)
-    queries.execute_many(conn, "projection_count_new_events", counted)
     if answered:
         queries.execute_many(conn, "projection_add_answered", answered)
     if heads:

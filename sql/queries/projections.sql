@@ -122,15 +122,6 @@ ON CONFLICT (recipe, task_key) DO UPDATE SET
 WHERE excluded.head_id > task_heads.head_id;
 
 -- name: projection_count_events*!
--- Add one batch's events per recipe and type to `event_counts` (m011); a recipe may be NULL,
--- so rows are matched with IS and a new pair is added by projection_count_new_events.
-UPDATE event_counts SET n = n + :n
-WHERE recipe IS :recipe AND event_type = :event_type;
-
--- name: projection_count_new_events*!
--- The pairs of the batch that `event_counts` did not have yet (run after projection_count_events).
-INSERT INTO event_counts
-SELECT :recipe, :event_type, :n
-WHERE NOT EXISTS (
-    SELECT 1 FROM event_counts WHERE recipe IS :recipe AND event_type = :event_type
-);
+-- Add one batch's events per recipe ('' for none) and type to `event_counts` (m011).
+INSERT INTO event_counts VALUES (coalesce(:recipe, ''), :event_type, :n)
+ON CONFLICT (recipe, event_type) DO UPDATE SET n = n + excluded.n;

@@ -265,19 +265,22 @@ ORDER BY count DESC, value
 LIMIT :limit;
 
 -- name: serve_kept_events_count$
--- How many events the log holds (filters on recipe and event_type), from event_counts (m011).
+-- How many events the log holds (filters on recipe and event_type), from event_counts (m011),
+-- which keeps a NULL recipe as '' (no recipe is named '').
 SELECT coalesce(sum(n), 0) AS "count(*)"
 FROM event_counts
-WHERE (:recipe IS NULL OR recipe = :recipe)
+WHERE (:recipe IS NULL OR (recipe = :recipe AND :recipe != ''))
   AND (:event_type IS NULL OR event_type = :event_type);
 
 -- name: serve_kept_events_facet
 -- A facet of the `events` table on :column, with the same filters, from event_counts.
 SELECT value, sum(n) AS count
 FROM (
-    SELECT CASE :column WHEN 'recipe' THEN recipe WHEN 'event_type' THEN event_type END AS value, n
+    SELECT CASE :column
+        WHEN 'recipe' THEN nullif(recipe, '') WHEN 'event_type' THEN event_type
+    END AS value, n
     FROM event_counts
-    WHERE (:recipe IS NULL OR recipe = :recipe)
+    WHERE (:recipe IS NULL OR (recipe = :recipe AND :recipe != ''))
       AND (:event_type IS NULL OR event_type = :event_type)
 )
 WHERE value IS NOT NULL
