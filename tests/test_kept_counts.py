@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def assert_kept_equal_rebuild(warehouse: Warehouse) -> None:
 
 def true_counts(path: Path, table: str, column: str, where: str = "") -> dict[Any, int]:
     """``column``'s values and their rows in ``table``, counted by SQLite from the table."""
-    with Warehouse(path, readonly=True) as warehouse:  # its views are TEMP views
+    with Warehouse(path, readonly=True, require_current=False) as warehouse:  # TEMP views
         rows = warehouse.query(
             f"SELECT {column} AS value, count(*) AS n FROM {table} {where} GROUP BY {column}"
         )
@@ -333,3 +334,38 @@ def test_datasettes_own_queries_are_recognised() -> None:
     assert facet[1] == {
         "recipe": "consult", "label": None, "review_verdict": None, "column": "label", "limit": 11
     }  # fmt: skip
+
+
+def test_plain_datasette_gets_kept_counts_and_an_older_file_its_own(db_path: Path) -> None:
+    """Under `datasette warehouse.db` the plugin's startup swaps the database class in; a file
+    from before m011 (no kept tables) keeps Datasette's own, whose counts are still true."""
+    from datasette.app import Datasette
+
+    from medstore.serve import plugin
+
+    with Warehouse(db_path) as warehouse:
+        fill(warehouse)
+
+    def started() -> Any:
+        plugin.register()
+        datasette = Datasette(files=[str(db_path)])
+        asyncio.run(datasette.invoke_startup())
+        return datasette
+
+    datasette = started()
+    assert isinstance(datasette.databases["warehouse"], KeptCountsDatabase)
+    assert get(datasette, "/warehouse/samples.json")[0].json()["filtered_table_rows_count"] == (
+        total(db_path, "samples")
+    )
+    conn = sqlite3.connect(db_path)
+    with conn:
+        for trigger in ("insert", "update", "delete"):
+            conn.execute(f"DROP TRIGGER sample_index_facets_{trigger}")
+        conn.execute("DROP TABLE sample_counts")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm011_facet_counts'")
+    conn.close()
+    older = started()
+    assert not isinstance(older.databases["warehouse"], KeptCountsDatabase)
+    response, sql = get(older, "/warehouse/samples.json")
+    assert response.json()["filtered_table_rows_count"] == total(db_path, "samples")
+    assert "select count(*) from samples" in sql
