@@ -225,6 +225,23 @@ def test_unfiltered_pages_show_the_true_counts_from_kept_tables(served, db_path,
     assert len(kept) == 1 + len(PAGES[table]), sql
 
 
+def test_task_outcomes_counts_states_from_kept_tables_and_failure_kinds_itself(
+    served, db_path
+) -> None:
+    """One row per task, like task_state: its count and its state and recipe facets are kept;
+    failure_kind (a task's last failed check) is not, so Datasette groups the view for it."""
+    response, sql = get(served, "/warehouse/task_outcomes.json?recipe=consult")
+    page = response.json()
+    where = "WHERE recipe = 'consult'"
+    assert page["filtered_table_rows_count"] == total(db_path, "task_outcomes", where) == 10
+    for column in ("state", "failure_kind", "recipe"):
+        counted = without_null(true_counts(db_path, "task_outcomes", column, where))
+        assert facets(page)[column] == counted, column
+    assert not [q for q in sql if "count(*) from task_outcomes" in q], sql
+    grouped = [q for q in sql if "group by" in q and "from task_outcomes" in q]
+    assert len(grouped) == 1 and "failure_kind" in grouped[0], sql
+
+
 def test_the_html_page_shows_the_count_and_facets(served, db_path) -> None:
     response, _ = get(served, "/warehouse/samples")
     total = sum(true_counts(db_path, "samples", "1").values())
