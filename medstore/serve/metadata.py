@@ -53,6 +53,16 @@ TABLES: dict[str, tuple[str, str]] = {
         "Derived, not part of the log: tasks per recipe, state and reason, and samples per "
         "recipe, kept by triggers on task_heads and sample_index; status reads it.",
     ),
+    "sample_counts": (
+        "Sample counts",
+        "Derived, not part of the log: the dataset's samples per recipe, label and review "
+        "verdict, kept by triggers on sample_index; the samples page counts and facets from it.",
+    ),
+    "event_counts": (
+        "Event counts",
+        "Derived, not part of the log: events per recipe and type, kept by the writer; the "
+        "events page counts and facets from it.",
+    ),
     "task_heads": (
         "Task heads",
         "Derived, not part of the log: each task's latest deciding event (started, accepted, "

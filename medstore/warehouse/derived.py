@@ -21,7 +21,9 @@ DERIVED_TABLES = (
     "run_failures",
     "answered_requests",
     "task_heads",
-    "status_counts",  # last: it counts task_heads and sample_index
+    "status_counts",  # after task_heads and sample_index: it counts them
+    "sample_counts",  # likewise, sample_index
+    "event_counts",
 )
 # The columns that name a row of each table, for messages about it.
 KEYS = {
@@ -31,6 +33,8 @@ KEYS = {
     "answered_requests": ("request_hash",),
     "task_heads": ("recipe", "task_key"),
     "status_counts": ("recipe", "what", "reason"),
+    "sample_counts": ("recipe", "label", "review_verdict"),
+    "event_counts": ("recipe", "event_type"),
 }
 SHOWN_DIFFERENCES = 20  # per table; the rest are counted
 

@@ -1,10 +1,11 @@
 """Derived tables that the writer keeps in step with the log, in the same transaction.
 
 `sample_index` (what `samples` reads), `task_heads` (what `task_state`, resume and `status`
-read), `run_totals` and `run_failures` (what `run_summary` and
-`status` read) and `answered_requests` (what resume's cache index reads) are projections of the
-events: migrations m003 and m005 build them from the log. Both writers (`append_records` and
-`merge`) call `project` after inserting a batch, so the tables are never ahead of or behind it.
+read), `run_totals` and `run_failures` (what `run_summary` and `status` read),
+`answered_requests` (what resume's cache index reads) and `event_counts` (what `serve` counts
+and facets the events page from) are projections of the events: migrations m003, m005, m008
+and m011 build them from the log. Both writers (`append_records` and `merge`) call `project`
+after inserting a batch, so the tables are never ahead of or behind it.
 
 This used to be AFTER INSERT triggers. Any trigger on `events`, even one whose WHEN is false,
 makes SQLite copy each new row (its payload included) for NEW: appends ran at 21,000 events/s
@@ -48,8 +49,10 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
     failures: dict[tuple[str, str], int] = {}
     answered: list[tuple[str]] = []
     heads: list[tuple[str]] = []
+    kinds: dict[tuple[str | None, str], int] = {}
     for row in rows:
         kind = row[TYPE]
+        kinds[row[RECIPE], kind] = kinds.get((row[RECIPE], kind), 0) + 1
         if kind in DECIDING:
             heads.append((row[EVENT_ID],))
         payload = None
@@ -87,6 +90,8 @@ def project(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
         elif kind in FAILURES:
             key = (run_id, payload.get("reason") or "")
             failures[key] = failures.get(key, 0) + 1
+    counted = [{"recipe": r, "event_type": kind, "n": n} for (r, kind), n in kinds.items()]
+    queries.execute_many(conn, "projection_count_events", counted)
     if answered:
         queries.execute_many(conn, "projection_add_answered", answered)
     if heads:

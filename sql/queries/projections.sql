@@ -120,3 +120,8 @@ ON CONFLICT (recipe, task_key) DO UPDATE SET
     updated_utc = excluded.updated_utc,
     validator_version = excluded.validator_version
 WHERE excluded.head_id > task_heads.head_id;
+
+-- name: projection_count_events*!
+-- Add one batch's events per recipe ('' for none) and type to `event_counts` (m011).
+INSERT INTO event_counts VALUES (coalesce(:recipe, ''), :event_type, :n)
+ON CONFLICT (recipe, event_type) DO UPDATE SET n = n + excluded.n;

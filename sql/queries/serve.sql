@@ -207,3 +207,83 @@ SELECT sample_id, in_dataset, review_verdict
 FROM sample_membership
 WHERE recipe = :recipe AND task_key = :task_key
 ORDER BY accepted_id;
+
+-- name: serve_kept_samples_count$
+-- How many rows the `samples` view has (with equality filters on recipe, label and
+-- review_verdict; a NULL parameter is no filter), from the kept counts (m011) instead of a
+-- pass over the view.
+SELECT coalesce(sum(n), 0) AS "count(*)"
+FROM sample_counts
+WHERE (:recipe IS NULL OR recipe = :recipe)
+  AND (:label IS NULL OR label = :label)
+  AND (:review_verdict IS NULL OR review_verdict = :review_verdict);
+
+-- name: serve_kept_samples_facet
+-- A facet of the `samples` view on :column, with the same filters: what Datasette's column
+-- facet computes, in its order, from the kept counts.
+SELECT value, sum(n) AS count
+FROM (
+    SELECT CASE :column
+        WHEN 'recipe' THEN recipe WHEN 'label' THEN label WHEN 'review_verdict' THEN review_verdict
+    END AS value, n
+    FROM sample_counts
+    WHERE (:recipe IS NULL OR recipe = :recipe)
+      AND (:label IS NULL OR label = :label)
+      AND (:review_verdict IS NULL OR review_verdict = :review_verdict)
+)
+WHERE value IS NOT NULL
+GROUP BY value
+ORDER BY count DESC, value
+LIMIT :limit;
+
+-- name: serve_kept_task_state_count$
+-- How many rows the `task_state` view has (filters on recipe, state and reason), from
+-- status_counts (m009), which keeps a NULL reason as '' (a task's reason is never empty).
+SELECT coalesce(sum(n), 0) AS "count(*)"
+FROM status_counts
+WHERE what != 'samples'
+  AND (:recipe IS NULL OR recipe = :recipe)
+  AND (:state IS NULL OR what = :state)
+  AND (:reason IS NULL OR (reason = :reason AND :reason != ''));
+
+-- name: serve_kept_task_state_facet
+-- A facet of the `task_state` view on :column, with the same filters, from status_counts.
+SELECT value, sum(n) AS count
+FROM (
+    SELECT CASE :column
+        WHEN 'recipe' THEN recipe WHEN 'state' THEN what WHEN 'reason' THEN nullif(reason, '')
+    END AS value, n
+    FROM status_counts
+    WHERE what != 'samples'
+      AND (:recipe IS NULL OR recipe = :recipe)
+      AND (:state IS NULL OR what = :state)
+      AND (:reason IS NULL OR (reason = :reason AND :reason != ''))
+)
+WHERE value IS NOT NULL
+GROUP BY value
+ORDER BY count DESC, value
+LIMIT :limit;
+
+-- name: serve_kept_events_count$
+-- How many events the log holds (filters on recipe and event_type), from event_counts (m011),
+-- which keeps a NULL recipe as '' (no recipe is named '').
+SELECT coalesce(sum(n), 0) AS "count(*)"
+FROM event_counts
+WHERE (:recipe IS NULL OR (recipe = :recipe AND :recipe != ''))
+  AND (:event_type IS NULL OR event_type = :event_type);
+
+-- name: serve_kept_events_facet
+-- A facet of the `events` table on :column, with the same filters, from event_counts.
+SELECT value, sum(n) AS count
+FROM (
+    SELECT CASE :column
+        WHEN 'recipe' THEN nullif(recipe, '') WHEN 'event_type' THEN event_type
+    END AS value, n
+    FROM event_counts
+    WHERE (:recipe IS NULL OR (recipe = :recipe AND :recipe != ''))
+      AND (:event_type IS NULL OR event_type = :event_type)
+)
+WHERE value IS NOT NULL
+GROUP BY value
+ORDER BY count DESC, value
+LIMIT :limit;

@@ -69,11 +69,14 @@ def configure(
     require_login: bool = False,
 ) -> None:
     """Serve ``database`` (the file ``db_path``) as a medstore warehouse."""
+    from medstore.serve.kept_counts import KEPT_TABLES, use_kept_counts
     from medstore.serve.metadata import build_metadata
     from medstore.warehouse.store import Warehouse
 
     with Warehouse(db_path, readonly=True, require_current=False) as warehouse:
         metadata = build_metadata(warehouse, database)
+    if set(metadata["databases"][database]["tables"]) >= KEPT_TABLES:  # older files lack them
+        use_kept_counts(datasette, database)
     token = SecretToken(review_token) if review_token else None
     datasette.medstore = ServeSettings(db_path, database, token, metadata, require_login)
 
