@@ -312,6 +312,10 @@ class Runner:
                     await self._finish(ending)
                     ending = None
                 answer = await asyncio.wrap_future(claimed)
+                if self._stopping:  # the last task stopped the run (the budget): let this one go
+                    if answer == GRANTED:
+                        await self.claim(task, seconds=0)
+                    break
                 if answer == GRANTED:
                     ending = await self._run_claimed(task)
                 elif answer == HELD:
