@@ -121,11 +121,9 @@ def bench_bare_client(requests: int, concurrency: int, latency: float) -> float:
 
 def bench_cpu(requests: int, concurrency: int, latency: float, repeats: int) -> dict[str, dict]:
     """CPU per request of medstore's `hierarchical` run and of the plain script, side by side."""
-    import subprocess
-
+    from probe_child import run_child
     from run_probe import write_source
 
-    here = Path(__file__).resolve().parent
     best: dict[str, dict] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -144,13 +142,9 @@ def bench_cpu(requests: int, concurrency: int, latency: float, repeats: int) -> 
                 ],
             }  # fmt: skip
             for name, command in commands.items():
-                done = subprocess.run(
-                    [sys.executable, *command, "--base-url", base_url,
-                     "--concurrency", str(concurrency)],
-                    cwd=here, capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                figures = json.loads(done.stdout.splitlines()[-1])
-                figures["cpu_ms_per_request"] = figures["cpu_s"] / figures["requests"] * 1000
+                figures = run_child(
+                    *command, "--base-url", base_url, "--concurrency", str(concurrency)
+                )
                 if name not in best or figures["cpu_s"] < best[name]["cpu_s"]:
                     best[name] = figures
     return best

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -164,22 +163,19 @@ def print_queries(big: dict[str, float], small: dict[str, float], events: tuple[
 
 def probe_runs(paths: dict[str, Path | None], tasks: int, latency: float) -> dict[str, dict]:
     """One consult run of ``tasks`` tasks per warehouse, each in its own process."""
+    from probe_child import run_child
+
     results = {}
-    here = Path(__file__).resolve().parent
     with (
         tempfile.TemporaryDirectory() as tmp,
         teacher_process("teachers:consult_teacher", latency) as base_url,
     ):
         for name, path in paths.items():
             db = path or Path(tmp) / "empty.db"
-            done = subprocess.run(
-                [sys.executable, "run_probe.py", "--db", str(db), "--base-url", base_url,
-                 "--tasks", str(tasks), "--source", f"{tmp}/{name}.json".replace(" ", "_")],
-                cwd=here, capture_output=True, text=True, check=True,
+            results[name] = run_child(
+                "run_probe.py", "--db", str(db), "--base-url", base_url, "--tasks", str(tasks),
+                "--source", f"{tmp}/{name}.json".replace(" ", "_"),
             )  # fmt: skip
-            figures = json.loads(done.stdout.splitlines()[-1])
-            figures["cpu_ms_per_request"] = figures["cpu_s"] / figures["requests"] * 1000
-            results[name] = figures
     return results
 
 

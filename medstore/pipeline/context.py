@@ -62,6 +62,7 @@ class TaskContext:
         self.task = task
         self.futures: list[Future] = []
         self.pending: list[EventRecord] = []  # emitted, not yet handed to the writer
+        self.outcome = ""  # accepted, rejected or failed, once the task has ended
 
     def emit(
         self,

@@ -301,19 +301,32 @@ class Runner:
         held: list[Task] = []
 
         async def worker() -> None:
+            # The next claim goes to the writer with the last task's events, before waiting for
+            # them: one commit and one wake-up serve both.
+            ending: TaskContext | None = None
             while not self._stopping:
                 try:
                     task = queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    return
-                answer = await self.claim(task)
+                    break
+                claimed = self.claim_future(task)
+                if ending is not None:
+                    await self._finish(ending)
+                    ending = None
+                answer = await asyncio.wrap_future(claimed)
+                if self._stopping:  # the last task stopped the run (the budget): let this one go
+                    if answer == GRANTED:
+                        await self.claim(task, seconds=0)
+                    break
                 if answer == GRANTED:
-                    await self._run_claimed(task)
+                    ending = await self._run_claimed(task)
                 elif answer == HELD:
                     held.append(task)
                 else:  # another run finished it
                     self.counts["skipped_done"] += 1
                     self._advance(task)
+            if ending is not None:
+                await self._finish(ending)
 
         self._workers = [
             asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(tasks)))
@@ -326,6 +339,10 @@ class Runner:
 
     async def claim(self, task: Task, *, seconds: float | None = None) -> str:
         """Hold ``task`` for this run (or renew it, or with ``seconds=0`` let it go)."""
+        return await asyncio.wrap_future(self.claim_future(task, seconds=seconds))
+
+    def claim_future(self, task: Task, *, seconds: float | None = None) -> Future:
+        """The claim handed to the writer; the future resolves to its answer."""
         event = TaskClaimed(
             owner=self.run_id,
             expires_utc=utc_after(self.options.lease_seconds if seconds is None else seconds),
@@ -334,19 +351,20 @@ class Runner:
         )
         record = make_record(event, Envelope(self.run_id, self.recipe.name, task.key))
         redo_version = self.validator_version if self.options.redo else None
-        claimed = self.writer.claim(record, self.run_id, redo_version=redo_version)
-        return await asyncio.wrap_future(claimed)
+        return self.writer.claim(record, self.run_id, redo_version=redo_version)
 
-    async def _run_claimed(self, task: Task) -> None:
-        """Run a claimed task; if a renewal finds another run took it over, drop it."""
+    async def _run_claimed(self, task: Task) -> TaskContext | None:
+        """Run a claimed task (its events handed to the writer, see ``_finish``); if a renewal
+        finds another run took it over, drop it."""
         running = asyncio.create_task(self._run_task(task))
         self._claimed[task.key] = (task, running)
         try:
-            await running
+            return await running
         except asyncio.CancelledError:
             if task.key not in self._lost or self._stopping:
                 raise
             log.warning("task %s: its claim was taken over by another run; dropped", task.key)
+            return None
         finally:
             self._claimed.pop(task.key, None)
 
@@ -365,7 +383,7 @@ class Runner:
             with contextlib.suppress(WarehouseError):
                 await self.claim(task, seconds=0)
 
-    async def _run_task(self, task: Task) -> None:
+    async def _run_task(self, task: Task) -> TaskContext:
         ctx = TaskContext(self, task)
         ctx.emit(TaskStarted(source_id=task.source_id, source_record=canonical_json(task.record)))
         try:
@@ -397,9 +415,15 @@ class Runner:
         else:
             self.accept(ctx, sample)
             outcome = "accepted"
+        ctx.outcome = outcome
+        ctx.submit_pending()
+        return ctx
+
+    async def _finish(self, ctx: TaskContext) -> None:
+        """A task's outcome counts once all its events are committed."""
         await ctx.flush()
-        self.counts[outcome] += 1
-        self._advance(task)
+        self.counts[ctx.outcome] += 1
+        self._advance(ctx.task)
 
     def _advance(self, task: Task) -> None:
         """One task more is done, here or by another run."""

@@ -172,37 +172,63 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def write_records(conn: sqlite3.Connection, records: list[EventRecord]) -> None:
     """Append records inside the caller's transaction: chain, blobs, projections, head."""
-    if not records:
-        return
-    head = queries.select_one(conn, "chain_head")
-    prev_hash, count = head["last_hash"], head["event_count"]
-    blob_rows: dict[str, str] = {}
-    rows = []
-    for record in records:
-        blob_rows.update(record.blobs)
-        env = record.envelope
-        fields = (
-            record.event_id,
-            env.run_id,
-            env.recipe,
-            env.task_key,
-            env.stage,
-            env.attempt,
-            record.event_type,
-            env.parent_event_id,
-            canonical_json(record.payload),
-            record.created_utc,
-        )
-        this_hash = link_hash(prev_hash, fields)
-        rows.append((*fields, prev_hash, this_hash))
-        prev_hash = this_hash
-    if blob_rows:
-        queries.execute_many(
-            conn, "insert_blobs", [(h, text, len(text)) for h, text in blob_rows.items()]
-        )
-    queries.execute_many(conn, "insert_events", rows)
-    project(conn, rows)
-    set_head(conn, head, prev_hash, count + len(rows))
+    log = LogAppend(conn)
+    log.add(records)
+    log.finish()
+
+
+class LogAppend:
+    """Appends inside one transaction: the chain head is read once, each record linked as it
+    is added, rows written (blobs, projections) on ``flush``, the head set once by ``finish``.
+    The writer adds a whole batch this way, flushing only when a claim must see the rows."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.head = queries.select_one(conn, "chain_head")
+        self.prev_hash: str = self.head["last_hash"]
+        self.count: int = self.head["event_count"]
+        self.rows: list[tuple[Any, ...]] = []
+        self.blobs: dict[str, str] = {}
+
+    def add(self, records: list[EventRecord]) -> None:
+        prev_hash = self.prev_hash
+        for record in records:
+            self.blobs.update(record.blobs)
+            env = record.envelope
+            fields = (
+                record.event_id,
+                env.run_id,
+                env.recipe,
+                env.task_key,
+                env.stage,
+                env.attempt,
+                record.event_type,
+                env.parent_event_id,
+                canonical_json(record.payload),
+                record.created_utc,
+            )
+            this_hash = link_hash(prev_hash, fields)
+            self.rows.append((*fields, prev_hash, this_hash))
+            prev_hash = this_hash
+        self.prev_hash = prev_hash
+        self.count += len(records)
+
+    def flush(self) -> None:
+        """Write the rows added so far (and their blobs and projections)."""
+        if self.blobs:
+            rows = [(h, text, len(text)) for h, text in self.blobs.items()]
+            queries.execute_many(self.conn, "insert_blobs", rows)
+            self.blobs = {}
+        if self.rows:
+            queries.execute_many(self.conn, "insert_events", self.rows)
+            project(self.conn, self.rows)
+            self.rows = []
+
+    def finish(self) -> None:
+        """Flush, then record the new head (if anything was added)."""
+        self.flush()
+        if self.count != self.head["event_count"]:
+            set_head(self.conn, self.head, self.prev_hash, self.count)
 
 
 def set_head(

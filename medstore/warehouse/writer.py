@@ -22,11 +22,11 @@ from medstore.warehouse import queries
 from medstore.warehouse.events import EventRecord
 from medstore.warehouse.hashing import utc_now
 from medstore.warehouse.store import (
+    LogAppend,
     WarehouseError,
     connect,
     describe_sqlite_error,
     transaction,
-    write_records,
 )
 
 GRANTED, HELD, FINISHED = "granted", "held", "finished"
@@ -156,25 +156,30 @@ class BatchWriter:
             item.future.set_result(answer)
 
     def _apply(self, conn: sqlite3.Connection, batch: list[Item]) -> list[object]:
-        """Write the batch in order: consecutive appends together, each claim decided against
-        everything before it."""
+        """Write the batch in order, as one stretch of the chain; each claim is decided against
+        everything before it. Rows are held until a claim's task has some among them (the
+        claim's decision reads only its own task's events), then written: most batches are
+        one insert per table and one head update, however many claims they hold."""
         answers: list[object] = []
-        pending: list[EventRecord] = []
+        log = LogAppend(conn)
+        unwritten: set[tuple[str | None, str | None]] = set()  # tasks with rows held back
         for item in batch:
             if isinstance(item, Appends):
-                pending += item.records
+                log.add(item.records)
+                unwritten.update((r.envelope.recipe, r.envelope.task_key) for r in item.records)
                 answers.append(len(item.records))
                 continue
-            write_records(conn, pending)
-            self.committed += len(pending)
-            pending = []
+            task = (item.record.envelope.recipe, item.record.envelope.task_key)
+            if task in unwritten:
+                log.flush()
+                unwritten.clear()
             answer = item.decide(conn)
             if answer == GRANTED:
-                write_records(conn, [item.record])
-                self.committed += 1
+                log.add([item.record])
+                unwritten.add(task)
             answers.append(answer)
-        write_records(conn, pending)
-        self.committed += len(pending)
+        log.finish()
+        self.committed += log.count - log.head["event_count"]
         return answers
 
     def _fail_pending(self, exc: BaseException) -> None:

@@ -134,7 +134,9 @@ WITH claim AS (
         json_extract(payload_json, '$.host') AS host,
         json_extract(payload_json, '$.pid') AS pid
     FROM events
-    WHERE recipe = :recipe AND task_key = :task_key AND event_type = 'task_claimed'
+    -- "+event_type": by the task's index (recipe, task_key, id), newest first; the index on
+    -- (event_type, recipe) would scan every claim of the recipe, a cost that grows with the log.
+    WHERE recipe = :recipe AND task_key = :task_key AND +event_type = 'task_claimed'
     ORDER BY id DESC
     LIMIT 1
 )
