@@ -312,7 +312,8 @@ def finish(conn: sqlite3.Connection, log: Log, indexes: list[tuple[str, str]]) -
     conn.execute("DROP TABLE staged_blobs")
     for _, create in indexes:
         step(f"index {create.split()[2]}", conn.execute, create)
-    tables = ["sample_index", "task_heads", "status_counts", "sample_counts", "event_counts"]
+    tables = ["sample_index", "task_heads", "status_counts", "sample_counts", "event_counts",
+              "task_gate_failures", "gate_rejections"]  # fmt: skip
     if not log.answers_copied:  # a grown warehouse has them already (grow)
         tables.insert(1, "answered_requests")
     for table in tables:

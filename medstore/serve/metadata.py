@@ -63,6 +63,16 @@ TABLES: dict[str, tuple[str, str]] = {
         "Derived, not part of the log: events per recipe and type, kept by the writer; the "
         "events page counts and facets from it.",
     ),
+    "task_gate_failures": (
+        "Task gate failures",
+        "Derived, not part of the log: the content gates each rejected task's verdicts name, "
+        "kept by triggers on task_heads; gate_rejections counts it.",
+    ),
+    "gate_rejections": (
+        "Gate rejections",
+        "Derived, not part of the log: rejected tasks per recipe and content gate they failed, "
+        "kept by triggers on task_gate_failures; status reads it.",
+    ),
     "task_heads": (
         "Task heads",
         "Derived, not part of the log: each task's latest deciding event (started, accepted, "

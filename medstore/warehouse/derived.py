@@ -24,6 +24,8 @@ DERIVED_TABLES = (
     "status_counts",  # after task_heads and sample_index: it counts them
     "sample_counts",  # likewise, sample_index
     "event_counts",
+    "task_gate_failures",  # after task_heads: the gates of its rejected tasks
+    "gate_rejections",  # after task_gate_failures: it counts them
 )
 # The columns that name a row of each table, for messages about it.
 KEYS = {
@@ -35,6 +37,8 @@ KEYS = {
     "status_counts": ("recipe", "what", "reason"),
     "sample_counts": ("recipe", "label", "review_verdict"),
     "event_counts": ("recipe", "event_type"),
+    "task_gate_failures": ("recipe", "task_key", "gate"),
+    "gate_rejections": ("recipe", "gate"),
 }
 SHOWN_DIFFERENCES = 20  # per table; the rest are counted
 

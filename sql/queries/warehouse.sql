@@ -90,14 +90,10 @@ WHERE e.event_type = 'source_skipped' AND e.run_id = (
 GROUP BY 1, 2;
 
 -- name: status_gate_rejections
--- Rejected tasks per recipe and content gate they failed (medstore/checks/gates.py).
-SELECT t.recipe, json_extract(g.value, '$.gate') AS gate, count(DISTINCT t.task_key) AS n
-FROM task_state t
-JOIN events e
-    ON e.recipe = t.recipe AND e.task_key = t.task_key AND e.event_type = 'validation_verdict'
-, json_each(e.payload_json, '$.gates') g
-WHERE t.state = 'rejected'
-GROUP BY 1, 2
+-- Rejected tasks per recipe and content gate they failed (medstore/checks/gates.py), each task
+-- once per gate, from the kept counts (m012; sql/derived/task_gate_failures.sql says which).
+SELECT recipe, gate, n
+FROM gate_rejections
 ORDER BY n DESC, 1, 2;
 
 -- name: status_recent_runs
