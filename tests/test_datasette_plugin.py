@@ -179,3 +179,22 @@ def test_an_ordinary_sqlite_file_is_left_alone(tmp_path: Path) -> None:
         actor = client.get("/-/actor.json", headers=bearer).json()
         assert actor == {"actor": None}
     assert fingerprint(plain) == before
+
+
+def test_imported_before_datasette_every_hook_is_registered() -> None:
+    """Importing datasette.plugins loads the entry points, which import the plugin; the plugin
+    imported first must still be registered whole (it once lost every hook defined after its
+    own import of datasette.plugins, and with them the default facets)."""
+    import subprocess
+    import sys
+
+    check = (
+        "import medstore.serve.plugin as plugin\n"
+        "from datasette.plugins import pm\n"
+        "assert pm.is_registered(plugin)\n"
+        "hooks = {h.name for h in pm.get_hookcallers(plugin)}\n"
+        "missing = {'get_metadata', 'extra_css_urls', 'startup', 'register_routes'} - hooks\n"
+        "assert not missing, missing\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

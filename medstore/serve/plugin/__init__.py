@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasette import hookimpl
-from datasette.plugins import pm
 from datasette.utils import tilde_encode
 from markupsafe import Markup, escape
 
@@ -43,6 +42,11 @@ log = logging.getLogger(__name__)
 
 def register() -> None:
     """Load this plugin into Datasette's plugin manager unless its entry point already did."""
+    # Imported here, not at the top: importing datasette.plugins loads the entry points, which
+    # import this module; at the top, pluggy would register it half-initialised (the hooks
+    # defined below this line missing) whenever this module is imported before Datasette.
+    from datasette.plugins import pm
+
     module = sys.modules[__name__]
     if not pm.is_registered(module):
         pm.register(module, name=PLUGIN_NAME)
@@ -289,6 +293,8 @@ def extra_css_urls(datasette):
 def static_name() -> str:
     """Datasette mounts a plugin's static/ folder under its package's name when the plugin
     came from an entry point, else under its module name."""
+    from datasette.plugins import pm
+
     module = sys.modules[__name__]
     for plugin, dist in pm.list_plugin_distinfo():
         if plugin is module:
