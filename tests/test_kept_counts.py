@@ -250,6 +250,18 @@ def test_the_html_page_shows_the_count_and_facets(served, db_path) -> None:
         assert re.search(rf"label={value}\"[^>]*>{value}</a> {n:,}", response.text), value
 
 
+def assert_filtered_page_is_true(served, db_path, table: str, query: str, where: str) -> list[str]:
+    """The filtered page's count and facets equal SQLite's own; the SQL the page ran."""
+    response, sql = get(served, f"/warehouse/{table}.json?{query}")
+    page = response.json()
+    assert page["filtered_table_rows_count"] == sum(
+        true_counts(db_path, table, "1", where).values()
+    )
+    for column in PAGES[table]:
+        assert facets(page)[column] == without_null(true_counts(db_path, table, column, where))
+    return sql
+
+
 @pytest.mark.parametrize(
     ("table", "query", "where"),
     [
@@ -271,13 +283,7 @@ def test_the_html_page_shows_the_count_and_facets(served, db_path) -> None:
 def test_equality_filters_on_counted_columns_are_kept_too(
     served, db_path, table, query, where
 ) -> None:
-    response, sql = get(served, f"/warehouse/{table}.json?{query}")
-    page = response.json()
-    assert page["filtered_table_rows_count"] == sum(
-        true_counts(db_path, table, "1", where).values()
-    )
-    for column in PAGES[table]:
-        assert facets(page)[column] == without_null(true_counts(db_path, table, column, where))
+    sql = assert_filtered_page_is_true(served, db_path, table, query, where)
     assert not [q for q in sql if f"count(*) from {table}" in q], sql
 
 
@@ -292,13 +298,7 @@ def test_equality_filters_on_counted_columns_are_kept_too(
 def test_other_filters_are_counted_by_datasette_itself(
     served, db_path, table, query, where
 ) -> None:
-    response, sql = get(served, f"/warehouse/{table}.json?{query}")
-    page = response.json()
-    assert page["filtered_table_rows_count"] == sum(
-        true_counts(db_path, table, "1", where).values()
-    )
-    for column in PAGES[table]:
-        assert facets(page)[column] == without_null(true_counts(db_path, table, column, where))
+    sql = assert_filtered_page_is_true(served, db_path, table, query, where)
     assert [q for q in sql if q.startswith(f"select count(*) from {table} where")], sql
 
 
