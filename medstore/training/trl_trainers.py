@@ -14,6 +14,7 @@ from typing import Any
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from medstore.training.checkpoints import checkpoints_dir
+from medstore.training.lm_head import fit_fused_lm_head_to_cpu
 from medstore.training.plan import TrainingPlan
 
 
@@ -70,6 +71,8 @@ def build_sft_trainer(plan: TrainingPlan) -> Any:
 
     config = plan.config
     packing = config.packing
+    if plan.device == "cpu":
+        fit_fused_lm_head_to_cpu()  # TRL's tiles are sized for a GPU: see lm_head.py
     arguments = SFTConfig(
         **common_arguments(plan),
         # The rows are already cut to --max-seq-len (and counted); packing fills sequences of it.
