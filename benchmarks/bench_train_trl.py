@@ -87,7 +87,11 @@ def medstore_command(data: Path, out: Path, args: argparse.Namespace) -> list[st
                "--db", str(out.parent / f"{out.name}.db"), "--batch-size", str(args.batch_size),
                "--max-seq-len", str(args.max_seq_len), "--max-steps", str(args.steps),
                "--no-progress", "--json"]  # fmt: skip
-    return command + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
+    return command + (
+        ["--gradient-checkpointing"]
+        if args.gradient_checkpointing
+        else ["--no-gradient-checkpointing"]
+    )
 
 
 def plain_command(data: Path, model: Path, args: argparse.Namespace) -> list[str]:

@@ -188,7 +188,8 @@ def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
     help_text = invoke("train", "--help").output
     for flag in ("--data", "--out", "--base-model", "--lora / --full", "--epochs", "--lr",
                  "--batch-size", "--grad-accum", "--max-seq-len", "--overlong", "--max-steps",
-                 "--bf16", "--gradient-checkpointing", "--seed", "--logging-steps",
+                 "--bf16", "--gradient-checkpointing / --no-gradient-checkpointing", "--seed",
+                 "--logging-steps",
                  "--eval-steps", "--lora-r", "--lora-alpha", "--lora-targets", "--no-progress",
                  "--method [sft|dpo]", "--dpo-beta", "--packing", "--report-to", "--save-steps",
                  "--keep-checkpoints", "--resume [CHECKPOINT]", "--load-in-4bit",
@@ -198,6 +199,7 @@ def test_train_flags_come_from_train_config(tmp_path: Path) -> None:
     full = TrainConfig(data_dir="d", out_dir="o", lora=False)
     assert full.method == "full" and full.lr == 2e-5
     assert TrainConfig(data_dir="d", out_dir="o").lr == 2e-4
+    assert TrainConfig(data_dir="d", out_dir="o").gradient_checkpointing  # as TRL's SFTConfig
     record = full.record()
     assert list(record)[:5] == ["data_dir", "out_dir", "base_model", "method", "epochs"]
     assert record["method"] == "full" and "lora" not in record

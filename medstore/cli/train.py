@@ -35,7 +35,7 @@ def train(db_path: str | None, as_json: bool, **_: Any) -> None:
         python cli.py train --data exports/consult --out runs/consult-lora --max-steps 50
         python cli.py train --data exports/consult --out runs/consult-lora --max-steps 50 --resume
         python cli.py train --data exports/medec-cot --out runs/qwen3 \\
-            --base-model Qwen/Qwen3-4B --bf16 --gradient-checkpointing --epochs 2
+            --base-model Qwen/Qwen3-4B --bf16 --epochs 2
         python cli.py train --data exports/medec-cot --out runs/qwen3-qlora \\
             --base-model Qwen/Qwen3-4B --load-in-4bit --packing --report-to tensorboard
         python cli.py train --method dpo --data exports/medec-dpo --out runs/dpo --max-steps 100

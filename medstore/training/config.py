@@ -59,7 +59,11 @@ class TrainConfig(BaseModel):
     max_seq_len: int = Field(1024, ge=8, description="Longest conversation in tokens.")
     max_steps: int | None = Field(None, ge=1, description="Stop after N optimiser steps.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (needs a CUDA GPU).")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    gradient_checkpointing: bool = Field(
+        True,
+        description="Recompute activations in the backward pass: less memory for some compute "
+        "(TRL's default too).",
+    )
     seed: int = Field(42, description="Seed of the data order and the trainer.")
     overlong: Literal["truncate", "refuse"] = Field(
         "truncate",
