@@ -103,8 +103,12 @@ def strip_fence(text: str) -> str:
     return (match.group("body") if match else text).strip("\n").rstrip()
 
 
+@lru_cache(maxsize=16)
 def parse_list(text: str) -> ParsedList:
-    """Parse a markdown list; nesting follows indentation (tabs count as four spaces)."""
+    """Parse a markdown list; nesting follows indentation (tabs count as four spaces).
+
+    Cached, so the result is shared and read-only: the structure check and the list-line gate
+    of one answer, run one after the other, parse it once."""
     root = ListItem("", "", 0)
     stack: list[tuple[int, ListItem]] = []  # (indent, item) of the open ancestors
     last: tuple[int, ListItem] | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from medstore.pipeline.shard import Shard
 
 NOT_ON_CLI = {"cli": False}
