@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from medstore.cli import cli
-from medstore.llm import BackendOptions
-from medstore.pipeline.options import RunOptions
+from medstore.llm import BackendOptions, TransientError
+from medstore.pipeline.options import RetryPolicy, RunOptions
 from medstore.plugins import get_recipe
 from medstore.warehouse.store import Warehouse
 
@@ -97,3 +97,13 @@ def test_recipe_options_validate_in_the_library_too() -> None:
     assert recipe.options.subject_id == 3 and recipe.options.row_cap_labs == 120
     with pytest.raises(ValueError, match="min_preservation"):
         get_recipe("hierarchical")({"min_preservation": -1})
+
+
+def test_retry_delay_doubles_and_retry_after_wins() -> None:
+    policy = RetryPolicy(retries=5, base_delay=1.0, max_delay=6.0)
+    plain = TransientError("server_error", "HTTP 503")
+    for retry_number, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0)):  # capped at max_delay
+        assert full / 2 <= policy.delay(retry_number, plain) <= full  # jitter: half to whole
+    told = TransientError("rate_limited", "HTTP 429", status=429, retry_after=2.5)
+    assert policy.delay(1, told) == 2.5
+    assert policy.delay(1, TransientError("rate_limited", "429", retry_after=90)) == 6.0

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from medstore.warehouse.events import Envelope, ReviewVerdict, RunStarted, TaskStarted
-from medstore.warehouse.hashing import canonical_json, content_hash, uuid7
+from medstore.warehouse.hashing import canonical_json, content_hash, utc_now, uuid7
 from medstore.warehouse.migrations import MIGRATIONS
 from medstore.warehouse.store import Warehouse
 
@@ -188,6 +188,22 @@ def test_uuid7_sorts_by_time() -> None:
     second = uuid7()
     assert first < second
     assert first[14] == "7"
+
+
+def test_utc_now_spells_what_datetime_does() -> None:
+    """utc_now spells each second once and keeps it: across second boundaries its text must
+    stay datetime's ISO spelling, between the clock readings taken around it."""
+    import time
+    from datetime import UTC, datetime
+
+    def spelled() -> str:
+        return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+    deadline = time.monotonic() + 1.2  # crosses at least one second boundary
+    while time.monotonic() < deadline:
+        before, now, after = spelled(), utc_now(), spelled()
+        assert before <= now <= after
+        assert len(now) == len(before) and now.endswith("Z")
 
 
 def test_shipped_scenarios_cover_30_seeds_and_8_specialties() -> None:

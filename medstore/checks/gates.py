@@ -28,7 +28,6 @@ from medstore.checks.degenerate import (
     shorten,
     text_problem,
 )
-from medstore.checks.icd_match import icd_mismatch
 from medstore.checks.vitals import vital_problem
 
 GATES = (
@@ -311,6 +310,10 @@ def vitals_failures(vitals: dict[str, Any], path: str) -> list[GateFailure]:
 
 
 def icd_failures(value: dict[str, Any], list_field: str, name: str, code: str) -> list[GateFailure]:
+    # Imported here: rapidfuzz and the ICD matcher are a tenth of a run's start-up, and only
+    # the recipes with coded diagnoses use them.
+    from medstore.checks.icd_match import icd_mismatch
+
     failures = []
     answers: dict[tuple[str, str], str | None] = {}  # a pair repeated in one output: once
     for index, item in enumerate(value.get(list_field) or []):

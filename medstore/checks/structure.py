@@ -18,7 +18,9 @@ MIN_PRESERVATION = 0.6
 
 ITEM = re.compile(r"^(?P<indent> *)(?P<marker>[-*+]|\d{1,3}[.)])(?:[ ]+(?P<text>.*))?$")
 FENCE = re.compile(r"^\s*```[\w-]*\s*\n(?P<body>.*?)\n\s*```\s*$", re.DOTALL)
-WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+# Possessive (++, *+): no backtracking, half the time, the same words (a run of letters and
+# digits can never give one back to the [.'] that must follow it).
+WORD = re.compile(r"[a-z0-9]++(?:[.'][a-z0-9]++)*+")
 EMPHASIS = re.compile(r"[*_`#]+")
 
 # Words that mark the first top-level item as the conclusion (the pyramid principle's "answer
@@ -103,8 +105,12 @@ def strip_fence(text: str) -> str:
     return (match.group("body") if match else text).strip("\n").rstrip()
 
 
+@lru_cache(maxsize=16)
 def parse_list(text: str) -> ParsedList:
-    """Parse a markdown list; nesting follows indentation (tabs count as four spaces)."""
+    """Parse a markdown list; nesting follows indentation (tabs count as four spaces).
+
+    Cached, so the result is shared and read-only: the structure check and the list-line gate
+    of one answer, run one after the other, parse it once."""
     root = ListItem("", "", 0)
     stack: list[tuple[int, ListItem]] = []  # (indent, item) of the open ancestors
     last: tuple[int, ListItem] | None = None

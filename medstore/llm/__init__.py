@@ -41,7 +41,8 @@ __all__ = [
 class BackendOptions(BaseModel):
     """Which teacher, and how to talk to it; ``cli.py run`` builds its teacher flags from this."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built when first validated (the CLI), not at import: a library run never uses it.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     backend: str | None = Field(
         None,

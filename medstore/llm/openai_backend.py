@@ -230,9 +230,18 @@ class OpenAIBackend(NegotiatedStructuredOutput, Backend):
             await asyncio.sleep(0)  # let aiohttp finish closing its transports
 
 
+def loads_reply(body: str) -> Any:
+    """The reply's JSON: orjson (several times faster), or the standard library for what
+    orjson refuses but JSON allows (an integer beyond 64 bits), so no reply reads differently."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def parse_chat_completion(body: str) -> Completion:
     try:
-        data = json.loads(body)
+        data = loads_reply(body)
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
     except (json.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:

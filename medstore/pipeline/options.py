@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from tenacity import RetryCallState
 
 from medstore.pipeline.shard import Shard
 
@@ -24,13 +23,13 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
 
-    def wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter; a server's Retry-After wins when it gives one."""
-        exc = state.outcome.exception() if state.outcome else None
+    def delay(self, retry_number: int, exc: BaseException) -> float:
+        """Seconds before retry ``retry_number`` (1 for the first): exponential backoff with
+        jitter; a server's Retry-After wins when it gives one."""
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(retry_after, self.max_delay)
-        backoff = min(self.max_delay, self.base_delay * 2 ** (state.attempt_number - 1))
+        backoff = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
         return backoff * (0.5 + random.random() / 2)
 
 

@@ -66,9 +66,22 @@ def uuid7() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+# The last whole second utc_now spelled, and its spelling: one tuple, read and replaced whole,
+# so a thread never pairs one second's spelling with another's microseconds.
+_SECOND: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """UTC timestamp with microseconds, ISO 8601 with a ``Z``."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """UTC timestamp with microseconds, ISO 8601 with a ``Z`` (``2026-01-31T12:00:00.123456Z``).
+
+    Every event has one: the date and time are spelled once per second, and only the
+    microseconds each call (a third of the cost of datetime.isoformat)."""
+    global _SECOND
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    spelled = _SECOND
+    if spelled[0] != second:
+        spelled = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{spelled[1]}.{micro:06d}Z"
 
 
 def utc_after(seconds: float) -> str:
