@@ -12,6 +12,7 @@ from medstore.cli.model_options import add_model_options, build_model, given, mo
 from medstore.cli.options import CONTEXT, db_option, echo_json, json_option, open_warehouse
 from medstore.hookspecs import hookimpl
 from medstore.training.config import TrainConfig, TrainError
+from medstore.training.heap import prepare_cpu_heap
 
 TRAIN_FIELDS = [option.name for option in model_options(TrainConfig)]
 
@@ -41,6 +42,7 @@ def train(db_path: str | None, as_json: bool, **_: Any) -> None:
         python cli.py train --method dpo --data exports/medec-dpo --out runs/dpo --max-steps 100
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    prepare_cpu_heap()  # before TRL is imported: see medstore/training/heap.py
     from medstore.training.trainer import train as run_training
 
     config = build_model(TrainConfig, given(click.get_current_context(), TRAIN_FIELDS))

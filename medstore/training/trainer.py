@@ -19,7 +19,7 @@ from medstore.training.artefacts import no_artefacts, save_artefacts
 from medstore.training.callbacks import EventLogger, LossProgress
 from medstore.training.checkpoints import remove_empty_folders, start_checkpoints
 from medstore.training.config import TrainConfig, TrainError
-from medstore.training.heap import fix_mmap_threshold
+from medstore.training.heap import prepare_cpu_heap
 from medstore.training.plan import TrainingPlan, plan_training
 from medstore.training.trl_trainers import build_trainer
 from medstore.warehouse.events import (
@@ -56,7 +56,7 @@ def event_writer(warehouse: Warehouse) -> Any:
 def train(warehouse: Warehouse, config: TrainConfig) -> TrainResult:
     """Check everything (data, device, model, output folder) before writing anything, then train,
     recording the run as events, and save the adapter or model with its manifest."""
-    fix_mmap_threshold()  # before any tensor is allocated: see medstore/training/heap.py
+    prepare_cpu_heap()  # before any tensor is allocated: see medstore/training/heap.py
     plan = plan_training(config)
     try:
         trainer = build_trainer(plan)
