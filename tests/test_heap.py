@@ -15,6 +15,11 @@ needs_thp = pytest.mark.skipif(
     not THP_MODE.exists() or "[never]" in THP_MODE.read_text(),
     reason="this kernel gives no transparent huge pages",
 )
+# With the kernel's mode at [always] every large block gets huge pages, asked for or not.
+needs_thp_on_request = pytest.mark.skipif(
+    not THP_MODE.exists() or "[madvise]" not in THP_MODE.read_text(),
+    reason="huge pages here are not given on request only",
+)
 
 # Prints how many KiB of huge pages a fresh 64 MB tensor brought into this process.
 MEASURE = """
@@ -59,9 +64,14 @@ def test_huge_pages_are_asked_for_and_a_users_choice_is_kept(monkeypatch) -> Non
 
 
 @needs_thp
-def test_tensors_get_huge_pages_only_when_prepared_before_torch() -> None:
+def test_tensors_get_huge_pages_when_prepared_before_trl_is_imported() -> None:
     prepared = "from medstore.training.heap import prepare_cpu_heap\nprepare_cpu_heap()\n"
     assert huge_kib(prepared) >= 32 * 1024
+
+
+@needs_thp_on_request
+def test_without_the_request_or_after_trls_imports_they_do_not() -> None:
+    prepared = "from medstore.training.heap import prepare_cpu_heap\nprepare_cpu_heap()\n"
     assert huge_kib("") == 0  # torch's own default
     late = "import medstore.training.trainer\n" + prepared  # TRL's imports allocate: too late
     assert huge_kib(late) == 0
