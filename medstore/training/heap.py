@@ -12,11 +12,11 @@ peak grew by 1.6 GB without it and 0.57 GB with it.
 A block mapped afresh is faulted in page by page, 4 KiB at a time. PyTorch can ask the kernel for
 transparent huge pages on its own large blocks (``THP_MEM_ALLOC_ENABLE=1``: 2 MiB alignment and
 ``madvise(MADV_HUGEPAGE)``), which cuts the faults 512-fold. Allocating, filling and freeing a
-19 MB tensor 200 times: 2.8 s with glibc's moving threshold, 8.3 s with it fixed, 3.8 s fixed and
-with huge pages. PyTorch reads the variable once, at its first CPU allocation, which importing
-transformers and TRL already makes: ``cli.py train`` calls this before they are imported
-(``train()`` calls it again, where only the threshold can still take effect). A value the user
-set is kept. Elsewhere (macOS, musl, Windows) nothing is changed.
+19 MB tensor 200 times (benchmarks/bench_heap.py): 1.19 s with glibc's moving threshold, 4.43 s
+with it fixed, 2.13 s fixed and with huge pages. PyTorch reads the variable once, at its first
+CPU allocation, which importing transformers and TRL already makes: ``cli.py train`` calls this
+before they are imported (``train()`` calls it again, where only the threshold can still take
+effect). A value the user set is kept. Elsewhere (macOS, musl, Windows) nothing is changed.
 """
 
 from __future__ import annotations
