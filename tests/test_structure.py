@@ -211,3 +211,11 @@ def test_parse_round_trips_random_trees(tree: list) -> None:
     parsed = parse_list("\n".join(render(tree)))
     assert not parsed.problems
     assert shape(parsed.items) == tree
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.sampled_from(["- a", "* b", "1. c", "text"]))))
+def test_flat_items_are_the_tree_walked_in_order(lines: list) -> None:
+    # Any indentation, even uneven or with stray lines: the parse's flat list is the walk.
+    parsed = parse_list("\n".join(" " * indent + line for indent, line in lines))
+    assert parsed.flat == list(walk(parsed.items))

@@ -123,10 +123,10 @@ def text_output_failures(text: str, spec: GateSpec) -> list[GateFailure]:
         return [GateFailure(problem[0], "output", problem[1])]
     if not spec.list_lines:
         return []
-    from medstore.checks.structure import parse_list, walk
+    from medstore.checks.structure import parse_list
 
     failures = []
-    for _, item in walk(parse_list(text).items):
+    for _, item in parse_list(text).flat:
         found = text_problem(item.text) if item.text else None  # empty items: the structure's
         if found is not None:
             failures.append(GateFailure(found[0], f"line {item.line}", found[1]))

@@ -77,6 +77,9 @@ class ListItem:
 class ParsedList:
     items: list[ListItem]  # the top level
     problems: list[str]  # lines that are neither items nor continuations of one
+    # Every item with its level (1 = top), in document order: what walk(items) yields, kept
+    # from the parse so the checks that visit every item do not each walk the tree again.
+    flat: list[tuple[int, ListItem]] = field(default_factory=list)
 
 
 @dataclass
@@ -115,6 +118,7 @@ def parse_list(text: str) -> ParsedList:
     stack: list[tuple[int, ListItem]] = []  # (indent, item) of the open ancestors
     last: tuple[int, ListItem] | None = None
     problems: list[str] = []
+    flat: list[tuple[int, ListItem]] = []
     for number, raw in enumerate(strip_fence(text).splitlines(), start=1):
         line = raw.expandtabs(4).rstrip()
         if not line.strip():
@@ -127,6 +131,7 @@ def parse_list(text: str) -> ParsedList:
                 stack.pop()
             (stack[-1][1] if stack else root).children.append(item)
             stack.append((indent, item))
+            flat.append((len(stack), item))
             last = (indent, item)
             if not item.text:
                 problems.append(f"format: line {number} is an empty list item")
@@ -134,7 +139,7 @@ def parse_list(text: str) -> ParsedList:
             last[1].text = f"{last[1].text} {line.strip()}".strip()
         else:
             problems.append(f"format: line {number} is not a list item: {shorten(line.strip())!r}")
-    return ParsedList(root.children, problems)
+    return ParsedList(root.children, problems, flat)
 
 
 def walk(items: list[ListItem], level: int = 1) -> Iterator[tuple[int, ListItem]]:
@@ -147,7 +152,7 @@ def measure(parsed: ParsedList, report: StructureReport) -> None:
     """Fill depth, breadth and marker figures of the report from a parsed list."""
     report.top_level = len(parsed.items)
     groups = [(1, None, parsed.items)] if parsed.items else []
-    for level, item in walk(parsed.items):
+    for level, item in parsed.flat:
         report.items += 1
         report.depth = max(report.depth, level)
         if item.children:
@@ -217,7 +222,7 @@ def check_structure(
 
 def mixed_markers_error(parsed: ParsedList) -> str:
     first = parsed.items[0]
-    other = next(item for _, item in walk(parsed.items) if item.marker_kind != first.marker_kind)
+    other = next(item for _, item in parsed.flat if item.marker_kind != first.marker_kind)
     return (
         f"markers: the list mixes {first.marker!r} (line {first.line}) and {other.marker!r} "
         f"(line {other.line}); use '-' bullets for every item"
@@ -231,7 +236,7 @@ def breadth_errors(parsed: ParsedList, max_siblings: int) -> list[str]:
             f"breadth: the top level has {len(parsed.items)} items; at most {max_siblings} "
             "allowed, group them under fewer headings"
         )
-    for level, item in walk(parsed.items):
+    for level, item in parsed.flat:
         if len(item.children) > max_siblings:
             errors.append(
                 f"breadth: level {level + 1} under {shorten(item.text)!r} (line {item.line}) "
