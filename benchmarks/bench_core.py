@@ -5,11 +5,13 @@
 2. CPU per request: `hierarchical` run by medstore (run_probe.py) and the same job as a plain
    asyncio + aiohttp script (plain_client.py), each in a process of its own against one fake
    server, in the same run, alternated ``--cpu-repeats`` times (the lowest of each is kept).
-   Everything each process does counts: start-up and imports too.
+   Everything each process does counts: start-up and imports too. With ``--breakdown``, the
+   medstore run is repeated without its validators, without its log, and without both
+   (run_probe.py ``--without``): what is left when neither is there is the runner's own floor.
 3. Appending events in batches (hash chain, blobs) vs. a plain executemany of the same rows.
 
 Run: python benchmarks/bench_core.py [--requests 2000] [--concurrency 64] [--latency 0.05]
-     [--cpu-requests 2000] [--cpu-repeats 3] [--skip-append]
+     [--cpu-requests 2000] [--cpu-repeats 3] [--breakdown] [--skip-append]
 """
 
 from __future__ import annotations
@@ -119,8 +121,19 @@ def bench_bare_client(requests: int, concurrency: int, latency: float) -> float:
         return asyncio.run(run(base_url))
 
 
-def bench_cpu(requests: int, concurrency: int, latency: float, repeats: int) -> dict[str, dict]:
-    """CPU per request of medstore's `hierarchical` run and of the plain script, side by side."""
+# The breakdown's runs: what run_probe.py takes away from the medstore run.
+WITHOUT = {
+    "medstore run, no validators": ("--without", "validation"),
+    "medstore run, no log": ("--without", "log"),
+    "medstore run, no log, no validators": ("--without", "log", "--without", "validation"),
+}
+
+
+def bench_cpu(
+    requests: int, concurrency: int, latency: float, repeats: int, breakdown: bool = False
+) -> dict[str, dict]:
+    """CPU per request of medstore's `hierarchical` run and of the plain script, side by side
+    (and, with ``breakdown``, of the run with parts taken away)."""
     from probe_child import run_child
     from run_probe import write_source
 
@@ -141,6 +154,10 @@ def bench_cpu(requests: int, concurrency: int, latency: float, repeats: int) -> 
                     "--db", f"{tmp}/w{repeat}.db",
                 ],
             }  # fmt: skip
+            if breakdown:
+                probe = commands["medstore run (hierarchical)"]
+                for name, without in WITHOUT.items():
+                    commands[name] = [*probe[:-1], f"{tmp}/w{repeat}-{len(commands)}.db", *without]
             for name, command in commands.items():
                 figures = run_child(
                     *command, "--base-url", base_url, "--concurrency", str(concurrency)
@@ -236,10 +253,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--cpu-requests", type=int, default=2000)
     parser.add_argument("--cpu-repeats", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true")
     parser.add_argument("--skip-append", action="store_true")
     args = parser.parse_args()
 
-    cpu = bench_cpu(args.cpu_requests, args.concurrency, args.latency, args.cpu_repeats)
+    cpu = bench_cpu(
+        args.cpu_requests, args.concurrency, args.latency, args.cpu_repeats, args.breakdown
+    )
     runner = bench_runner(args.requests, args.concurrency, args.latency)
     bare = bench_bare_client(args.requests, args.concurrency, args.latency)
     append = None if args.skip_append else bench_append(args.append_events, args.batch)

@@ -5,6 +5,11 @@ against a plain aiohttp script). Everything the process does counts: imports, op
 warehouse, resume's lookup, the run, the writer thread. Source ids carry ``--tag`` so that
 no earlier answer in the warehouse is replayed.
 
+``--without log`` and ``--without validation`` take a part of the run away, to measure what it
+costs (bench_core's breakdown): the writer then commits the run's own events only (claims are
+granted unasked), or the stages keep their parsing but lose their validators. Benchmark only:
+nothing in medstore can run this way.
+
 Run: python benchmarks/run_probe.py --db W.db --base-url URL --tasks 400 [--recipe consult]
 """
 
@@ -49,6 +54,39 @@ def write_source(recipe: str, path: Path, tasks: int, tag: str) -> None:
     write_scenarios(path, tasks, prefix=tag)
 
 
+def without_log() -> None:
+    """The writer commits run-level events only: no task's events, claims granted unasked."""
+    from medstore.warehouse.writer import GRANTED, Appends, BatchWriter
+
+    apply = BatchWriter._apply
+
+    def run_events_only(self: BatchWriter, conn: object, batch: list) -> list[object]:
+        kept = [
+            Appends([r for r in item.records if r.envelope.task_key is None], item.future)
+            for item in batch
+            if isinstance(item, Appends)
+        ]
+        apply(self, conn, [item for item in kept if item.records])
+        return [len(item.records) if isinstance(item, Appends) else GRANTED for item in batch]
+
+    BatchWriter._apply = run_events_only
+
+
+def count_requests() -> list[int]:
+    """Requests sent, counted at the backend."""
+    from medstore.llm.openai_backend import OpenAIBackend
+
+    sent = [0]
+    complete = OpenAIBackend.complete
+
+    async def counted(self: OpenAIBackend, *args: object, **kwargs: object) -> object:
+        sent[0] += 1
+        return await complete(self, *args, **kwargs)
+
+    OpenAIBackend.complete = counted
+    return sent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True)
@@ -58,8 +96,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tag", default=f"probe{time.time_ns()}")
     parser.add_argument("--source", type=Path, help="Run this source (made beside --db if not).")
+    parser.add_argument("--without", action="append", default=[], choices=("log", "validation"))
     args = parser.parse_args()
     import asyncio
+    from dataclasses import replace
 
     from medstore.llm.openai_backend import OpenAIBackend
     from medstore.pipeline.options import RunOptions
@@ -68,6 +108,10 @@ def main() -> None:
     from medstore.warehouse.store import Warehouse
 
     imported = cpu_seconds()
+    sent = None
+    if "log" in args.without:  # the log's request count is gone with it: count at the backend
+        without_log()
+        sent = count_requests()
     suffix = ".jsonl" if args.recipe == "hierarchical" else ".json"
     given = args.source is not None and args.source.exists()  # the caller's own source
     source = args.source or args.db.with_name(f"{args.db.name}.{args.tag}{suffix}")
@@ -76,7 +120,10 @@ def main() -> None:
     with Warehouse(args.db) as warehouse:
         backend = OpenAIBackend("fake-model", args.base_url, timeout=60)
         options = RunOptions(concurrency=args.concurrency, progress=False, retries=3)
-        runner = Runner(warehouse, get_recipe(args.recipe)(), backend, options)
+        recipe = get_recipe(args.recipe)()
+        if "validation" in args.without:
+            recipe.stages = tuple(replace(stage, validators=()) for stage in recipe.stages)
+        runner = Runner(warehouse, recipe, backend, options)
         run_started = time.perf_counter()
         run_cpu = cpu_seconds()
         result = asyncio.run(runner.run(str(source)))
@@ -90,7 +137,7 @@ def main() -> None:
         json.dumps(
             {
                 "accepted": result.counts["accepted"],
-                "requests": totals["llm_requests"],
+                "requests": sent[0] if sent else totals["llm_requests"],
                 "cpu_s": cpu_seconds(),
                 "import_cpu_s": imported,
                 "run_cpu_s": cpu_seconds() - run_cpu,
