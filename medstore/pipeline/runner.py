@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -122,6 +123,7 @@ class Runner:
         )
         self._workers: list[asyncio.Task] = []
         self._claimed: dict[str, tuple[Task, asyncio.Task]] = {}
+        self._asked: dict[str, Task] = {}  # claims asked for, their tasks not yet started
         self._lost: set[str] = set()
 
     async def reserve(self, messages: list[dict[str, str]], max_tokens: int) -> Reservation | None:
@@ -300,33 +302,46 @@ class Runner:
             queue.put_nowait(task)
         held: list[Task] = []
 
+        def claim_next() -> tuple[Task, Future, float] | None:
+            try:
+                task = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+            self._asked[task.key] = task
+            return task, self.claim_future(task), time.monotonic()
+
         async def worker() -> None:
-            # The next claim goes to the writer with the last task's events, before waiting for
-            # them: one commit and one wake-up serve both.
-            ending: TaskContext | None = None
-            while not self._stopping:
-                try:
-                    task = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                claimed = self.claim_future(task)
-                if ending is not None:
-                    await self._finish(ending)
-                    ending = None
-                answer = await asyncio.wrap_future(claimed)
-                if self._stopping:  # the last task stopped the run (the budget): let this one go
+            # A worker asks for its next task as it starts one, and counts a finished task in
+            # the background once its events are committed: neither wait (a commit each, the
+            # writer gathering for GATHER_S first) stands between one task and the next.
+            finishing: list[asyncio.Task] = []
+            asked = claim_next()
+            try:
+                while asked is not None and not self._stopping:
+                    task, claimed, at = asked
+                    answer = await asyncio.wrap_future(claimed)
+                    if self._stopping:  # the last task stopped the run (the budget): let it go
+                        break
+                    if answer == GRANTED and time.monotonic() - at > self.renew_seconds:
+                        answer = await self.claim(task)  # granted long ago: renewed first
+                    asked = claim_next()
+                    del self._asked[task.key]
                     if answer == GRANTED:
-                        await self.claim(task, seconds=0)
-                    break
-                if answer == GRANTED:
-                    ending = await self._run_claimed(task)
-                elif answer == HELD:
-                    held.append(task)
-                else:  # another run finished it
-                    self.counts["skipped_done"] += 1
-                    self._advance(task)
-            if ending is not None:
-                await self._finish(ending)
+                        ending = await self._run_claimed(task)
+                        if ending is not None:
+                            finishing.append(asyncio.create_task(self._finish(ending)))
+                    elif answer == HELD:
+                        held.append(task)
+                    else:  # another run finished it
+                        self.counts["skipped_done"] += 1
+                        self._advance(task)
+            finally:
+                await asyncio.gather(*finishing)
+            if asked is not None:  # stopped with a claim asked for: let the task go
+                task, claimed, _ = asked
+                if await asyncio.wrap_future(claimed) == GRANTED:
+                    await self.claim(task, seconds=0)
+                self._asked.pop(task.key, None)
 
         self._workers = [
             asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(tasks)))
@@ -336,6 +351,11 @@ class Runner:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
         return held
+
+    @property
+    def renew_seconds(self) -> float:
+        """How often a held claim is renewed (a claim this old is renewed before its task)."""
+        return self.options.lease_seconds / 3
 
     async def claim(self, task: Task, *, seconds: float | None = None) -> str:
         """Hold ``task`` for this run (or renew it, or with ``seconds=0`` let it go)."""
@@ -371,7 +391,7 @@ class Runner:
     async def _renew_claims(self) -> None:
         """Renew every claim held, a few times per lease; a lost one stops its task."""
         while True:
-            await asyncio.sleep(self.options.lease_seconds / 3)
+            await asyncio.sleep(self.renew_seconds)
             for key, (task, running) in list(self._claimed.items()):
                 if await self.claim(task) != GRANTED:
                     self._lost.add(key)
@@ -379,7 +399,8 @@ class Runner:
 
     async def _release_claims(self) -> None:
         """Tasks left unfinished (Ctrl-C, a budget stop) are released for other runs at once."""
-        for task, _ in list(self._claimed.values()):
+        unfinished = [task for task, _ in self._claimed.values()] + list(self._asked.values())
+        for task in unfinished:
             with contextlib.suppress(WarehouseError):
                 await self.claim(task, seconds=0)
 
