@@ -4,6 +4,8 @@ claim, and a run that stops holds nothing it did not finish."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from click.testing import CliRunner
 
 from medstore.cli import cli
 from medstore.llm import prices
+from medstore.llm.openai_backend import OpenAIBackend
+from medstore.pipeline.runner import Runner, RunOptions
+from medstore.recipes.consult import ConsultRecipe
 from medstore.warehouse import queries
 from medstore.warehouse.store import Warehouse
 
@@ -105,3 +110,27 @@ def test_a_stopped_run_holds_no_task(tmp_path: Path) -> None:
     finally:
         prices._price_files.clear()
         prices.price_table.cache_clear()
+
+
+def test_a_long_run_keeps_only_the_tasks_it_is_still_counting(tmp_path: Path) -> None:
+    """Finished tasks are counted in the background, by an asyncio task each; once counted,
+    those are let go, so a run's memory does not grow with its length."""
+    source = write_scenarios(tmp_path / "scenarios.json", 90)
+    live: list[int] = []
+
+    async def run_and_watch(runner: Runner) -> None:
+        run = asyncio.create_task(runner.run(str(source)))
+        while not run.done():
+            await asyncio.sleep(0.05)
+            live.append(sum(isinstance(o, asyncio.Task) for o in gc.get_objects()))
+        await run
+
+    with serve() as server, Warehouse(tmp_path / "w.db") as warehouse:
+        server.set_responder(consult_teacher)
+        backend = OpenAIBackend("fake-model", server.openai_base_url)
+        runner = Runner(warehouse, ConsultRecipe(), backend, RunOptions(concurrency=3))
+        asyncio.run(run_and_watch(runner))
+    assert runner.counts["accepted"] == 90
+    assert len(live) >= 5  # watched for a while
+    # Three workers, their tasks, a few countings, the server's; not one per finished task.
+    assert max(live) <= 40, live

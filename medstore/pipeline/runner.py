@@ -329,7 +329,10 @@ class Runner:
                     if answer == GRANTED:
                         ending = await self._run_claimed(task)
                         if ending is not None:
-                            finishing.append(asyncio.create_task(self._finish(ending)))
+                            finishing = [
+                                *unsettled(finishing),
+                                asyncio.create_task(self._finish(ending)),
+                            ]
                     elif answer == HELD:
                         held.append(task)
                     else:  # another run finished it
@@ -484,6 +487,18 @@ def accepted_event(
         validator_version=version,
         revalidated=revalidated,
     )
+
+
+def unsettled(countings: list[asyncio.Task]) -> list[asyncio.Task]:
+    """The tasks' countings still waiting for their commit; a failed one raises its error.
+    (Dropping the rest keeps a long run's memory flat: each holds its task's context.)"""
+    waiting = []
+    for counting in countings:
+        if not counting.done():
+            waiting.append(counting)
+        else:
+            counting.result()
+    return waiting
 
 
 @contextlib.contextmanager
