@@ -312,8 +312,8 @@ class Runner:
 
         async def worker() -> None:
             # A worker asks for its next task as it starts one, and counts a finished task in
-            # the background once its events are committed: neither wait (a commit each, the
-            # writer gathering for GATHER_S first) stands between one task and the next.
+            # the background once its events are committed: neither wait (a commit each)
+            # stands between one task and the next.
             finishing: list[asyncio.Task] = []
             asked = claim_next()
             try:

@@ -31,15 +31,14 @@ from medstore.warehouse.store import (
 )
 
 GRANTED, HELD, FINISHED = "granted", "held", "finished"
-# After the first item of a batch arrives, the writer waits GATHER_STEP_S for more, and again
-# while each wait brings something new, for GATHER_S at most; then it writes. A commit rewrites
-# every index page the batch touched, so a busy run's tasks committing together instead of a
-# few at a time cut the writer's CPU (a 20 ms window against a fixed 3 ms one: about a quarter
-# less at concurrency 64), while a lone claim or a quiet run waits one step only. The runner
-# asks for a task's claim while the task before it runs, and counts a finished task in the
-# background, so the window is off the path from one task to the next.
-GATHER_STEP_S = 0.003
-GATHER_S = 0.02
+# After the first item of a batch arrives, the writer waits this long for more before it writes:
+# a commit rewrites every index page the batch touched, so a run's 60-odd concurrent tasks
+# committing together instead of a few at a time cut the writer's CPU by about a fifth (and the
+# event loop's wake-ups with it), for 3 ms more before a claim is answered or a task counted.
+# Not longer: a process killed loses its requests in flight and the answers still waiting here,
+# paid for and asked again on resume. A 20 ms window cut the writer's CPU by another quarter at
+# concurrency 64 but, in test_concurrent_runs, let a stalled run lose 4 paid answers, not 2.
+GATHER_S = 0.003
 
 
 @dataclass
@@ -94,17 +93,11 @@ Item = Appends | Claim
 
 class BatchWriter:
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        max_batch: int = 2000,
-        gather_s: float = GATHER_S,
-        gather_step_s: float = GATHER_STEP_S,
+        self, path: str | Path, *, max_batch: int = 2000, gather_s: float = GATHER_S
     ) -> None:
         self.path = str(path)
         self.max_batch = max_batch
         self.gather_s = gather_s
-        self.gather_step_s = min(gather_step_s, gather_s)
         # SimpleQueue (C): a put costs a fraction of queue.Queue's lock and condition dance,
         # and the event loop puts three times per task.
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -136,6 +129,8 @@ class BatchWriter:
                 item = self._queue.get()
                 if item is None:
                     return
+                if self.gather_s:
+                    time.sleep(self.gather_s)
                 batch, stop = self._gather(item)
                 self._write(conn, batch)
                 if stop:
@@ -144,25 +139,17 @@ class BatchWriter:
             conn.close()
 
     def _gather(self, first: Item) -> tuple[list[Item], bool]:
-        """The batch ``first`` opens (see GATHER_S), up to max_batch records; True once close()
-        was asked for. Sleeps in steps rather than waking for each item put."""
+        """What else is queued, up to max_batch records; True once close() was asked for."""
         batch = [first]
         size = len(first.records) if isinstance(first, Appends) else 1
-        deadline = time.monotonic() + self.gather_s
-        grew = self.gather_s > 0
         while size < self.max_batch:
             try:
                 more = self._queue.get_nowait()
             except queue.Empty:
-                if not grew or time.monotonic() >= deadline:
-                    return batch, False
-                grew = False
-                time.sleep(self.gather_step_s)
-                continue
+                return batch, False
             if more is None:
                 return batch, True
             batch.append(more)
-            grew = True
             size += len(more.records) if isinstance(more, Appends) else 1
         return batch, False
 
