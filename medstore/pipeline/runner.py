@@ -338,13 +338,8 @@ class Runner:
                     else:  # another run finished it
                         self.counts["skipped_done"] += 1
                         self._advance(task)
-            finally:
+            finally:  # a claim still asked for is let go with the others (_release_claims)
                 await asyncio.gather(*finishing)
-            if asked is not None:  # stopped with a claim asked for: let the task go
-                task, claimed, _ = asked
-                if await asyncio.wrap_future(claimed) == GRANTED:
-                    await self.claim(task, seconds=0)
-                self._asked.pop(task.key, None)
 
         self._workers = [
             asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(tasks)))
@@ -491,7 +486,7 @@ def accepted_event(
 
 def unsettled(countings: list[asyncio.Task]) -> list[asyncio.Task]:
     """The tasks' countings still waiting for their commit; a failed one raises its error.
-    (Dropping the rest keeps a long run's memory flat: each holds its task's context.)"""
+    (Dropping the rest keeps a long run's memory flat: one asyncio task per finished task.)"""
     waiting = []
     for counting in countings:
         if not counting.done():
